@@ -1,0 +1,35 @@
+"""Model configuration: the sizes of the network, as an ml_collections ConfigDict."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def model_config(**overrides) -> ml_collections.ConfigDict:
+  """The paper's final model (34,116,641 parameters), with ``overrides`` applied."""
+  config = ml_collections.ConfigDict()
+  # Deblurring module (MPRNet).
+  config.n_feat = 96  # channels of the U-Nets' first level
+  config.scale_unetfeats = 48  # channels added at each U-Net level
+  config.scale_orsnetfeats = 32  # channels added in the ORSNet (96 + 32 = 128)
+  config.num_unet_cab = 2  # CABs per encoder/decoder level
+  config.num_cab = 8  # CABs per ORB
+  config.reduction = 4  # channel reduction of the CA layers
+  # Transformation and super-resolution module.
+  config.sr_feat = 64  # channels of the super-resolution trunk
+  config.n_resgroups = 17  # residual groups (0: the paper's Baseline, 12: Model-1)
+  config.n_resblocks = 10  # RMS-CABs per group
+  config.mscam_reduction = 8  # MS-CAM inner channels = sr_feat // mscam_reduction
+  config.scale = 4
+  # 'winograd' computes 3x3 convolutions with Winograd F(4x4, 3x3): the same
+  # numbers, faster on CPUs. 'xla': XLA's own convolution (best on GPUs).
+  config.conv_impl = 'xla'
+  config.update(overrides)
+  return config
+
+
+def tiny_model_config() -> ml_collections.ConfigDict:
+  """A few thousand parameters with every part of the architecture, for tests."""
+  return model_config(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_unet_cab=2,
+                      num_cab=2, sr_feat=8, n_resgroups=2, n_resblocks=2,
+                      mscam_reduction=4)

@@ -1,0 +1,416 @@
+"""The joint deblurring and ×4 super-resolution network, in Flax NNX.
+
+Module and attribute names follow the official PyTorch implementation and its
+checkpoint keys (``shallow_feat1``, ``stage1_encoder``, ``CAB``, ``SAM``,
+``ORSNet``, ``RMSCAB``, ``MSCAM``, ``SRNet_reconstructor``...), so that
+``jdsr.convert`` maps one to the other mechanically. Repeated blocks are held
+as one stacked module (created with ``nnx.vmap``) and applied with
+``nnx.scan``: ``stage1_encoder.encoder_level1`` holds the two CABs that the
+checkpoint stores as ``encoder_level1.0`` and ``encoder_level1.1``.
+
+Two things are passed down every call rather than stored in the blocks:
+
+* ``act``: the ONE PReLU that the reference shares between every CAB of the
+  deblurring module and the transformation module (a single parameter, owned
+  by the top-level model as ``act``);
+* ``pool``: the global average pool of the channel-attention layers, or its
+  TLSC replacement at test time (see ``jdsr.layers.TLSC``).
+
+Everything is NHWC, float32.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+from flax import nnx
+
+from jdsr import layers
+from jdsr.layers import Act, Array, Pool
+
+
+def stacked(n: int, make: Callable[[nnx.Rngs], nnx.Module], rngs: nnx.Rngs) -> nnx.Module:
+  """``n`` independent copies of a block, as one module with stacked parameters."""
+
+  @nnx.split_rngs(splits=n)
+  @nnx.vmap(in_axes=(0,), out_axes=0)
+  def create(rngs: nnx.Rngs) -> nnx.Module:
+    return make(rngs)
+
+  return create(rngs)
+
+
+def run_stacked(blocks: nnx.Module, x: Array, *args) -> Array:
+  """Apply stacked blocks one after the other (``blocks[i](x, *args)``) with a scan.
+
+  ``args`` (the shared activation, the pooling function) are closed over: they
+  are the same for every block.
+  """
+
+  @nnx.scan(in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)
+  def step(x, block):
+    return block(x, *args)
+
+  return step(x, blocks)
+
+
+# ----------------------------------------------------------------------------
+# Deblurring module (MPRNet)
+# ----------------------------------------------------------------------------
+
+
+class CALayer(nnx.Module):
+  """Channel attention: pool → conv 1 (c→c/r) → ReLU → conv 1 → sigmoid → scale."""
+
+  def __init__(self, c: int, reduction: int, *, impl: str, rngs: nnx.Rngs):
+    self.conv_du1 = layers.conv(c, c // reduction, 1, impl=impl, rngs=rngs)
+    self.conv_du2 = layers.conv(c // reduction, c, 1, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, pool: Pool) -> Array:
+    y = self.conv_du2(jax.nn.relu(self.conv_du1(pool(x))))
+    return x * jax.nn.sigmoid(y)
+
+
+class CAB(nnx.Module):
+  """Channel attention block: conv 3 → act → conv 3 → CA → + input."""
+
+  def __init__(self, c: int, reduction: int, *, impl: str, rngs: nnx.Rngs):
+    self.CA = CALayer(c, reduction, impl=impl, rngs=rngs)
+    self.body1 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+    self.body2 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, act: Act, pool: Pool) -> Array:
+    return self.CA(self.body2(act(self.body1(x))), pool) + x
+
+
+class SAM(nnx.Module):
+  """Supervised attention module (all conv 1)."""
+
+  def __init__(self, c: int, *, impl: str, rngs: nnx.Rngs):
+    self.conv1 = layers.conv(c, c, 1, impl=impl, rngs=rngs)
+    self.conv2 = layers.conv(c, 3, 1, impl=impl, rngs=rngs)
+    self.conv3 = layers.conv(3, c, 1, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, x_img: Array) -> tuple[Array, Array]:
+    img = self.conv2(x) + x_img
+    return self.conv1(x) * jax.nn.sigmoid(self.conv3(img)) + x, img
+
+
+class DownSample(nnx.Module):
+  """Bilinear ×0.5 → conv 1 (c → c + s)."""
+
+  def __init__(self, c: int, s: int, *, impl: str, rngs: nnx.Rngs):
+    self.conv = layers.conv(c, c + s, 1, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    return self.conv(layers.downsample2(x))
+
+
+class UpSample(nnx.Module):
+  """Bilinear ×2 → conv 1 (c + s → c)."""
+
+  def __init__(self, c: int, s: int, *, impl: str, rngs: nnx.Rngs):
+    self.conv = layers.conv(c + s, c, 1, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    return self.conv(layers.upsample2(x))
+
+
+class SkipUpSample(UpSample):
+  """UpSample, then add the skip input."""
+
+  def __call__(self, x: Array, y: Array) -> Array:
+    return super().__call__(x) + y
+
+
+class ShallowFeat(nnx.Module):
+  """conv 3 (3 → c) → CAB."""
+
+  def __init__(self, c: int, reduction: int, *, impl: str, rngs: nnx.Rngs):
+    self.conv = layers.conv(3, c, 3, impl=impl, rngs=rngs)
+    self.cab = CAB(c, reduction, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, act: Act, pool: Pool) -> Array:
+    return self.cab(self.conv(x), act, pool)
+
+
+def _cabs(n: int, c: int, reduction: int, impl: str, rngs: nnx.Rngs) -> nnx.Module:
+  return stacked(n, lambda r: CAB(c, reduction, impl=impl, rngs=r), rngs)
+
+
+class Encoder(nnx.Module):
+  """Three levels of CABs with two DownSamples; optional cross-stage fusion."""
+
+  def __init__(self, c: int, s: int, reduction: int, n_cab: int, csff: bool, *, impl: str,
+               rngs: nnx.Rngs):
+    widths = (c, c + s, c + 2 * s)
+    self.encoder_level1 = _cabs(n_cab, widths[0], reduction, impl, rngs)
+    self.encoder_level2 = _cabs(n_cab, widths[1], reduction, impl, rngs)
+    self.encoder_level3 = _cabs(n_cab, widths[2], reduction, impl, rngs)
+    self.down12 = DownSample(widths[0], s, impl=impl, rngs=rngs)
+    self.down23 = DownSample(widths[1], s, impl=impl, rngs=rngs)
+    self.csff = csff
+    if csff:
+      for i, w in enumerate(widths, 1):
+        setattr(self, f'csff_enc{i}', layers.conv(w, w, 1, impl=impl, rngs=rngs))
+        setattr(self, f'csff_dec{i}', layers.conv(w, w, 1, impl=impl, rngs=rngs))
+
+  def __call__(self, x: Array, act: Act, pool: Pool, encoder_outs: Sequence[Array] | None = None,
+               decoder_outs: Sequence[Array] | None = None) -> list[Array]:
+    outs = []
+    levels = (self.encoder_level1, self.encoder_level2, self.encoder_level3)
+    downs = (self.down12, self.down23, None)
+    for i, (level, down) in enumerate(zip(levels, downs)):
+      x = run_stacked(level, x, act, pool)
+      if encoder_outs is not None:
+        x = (x + getattr(self, f'csff_enc{i + 1}')(encoder_outs[i])
+             + getattr(self, f'csff_dec{i + 1}')(decoder_outs[i]))
+      outs.append(x)
+      if down is not None:
+        x = down(x)
+    return outs
+
+
+class Decoder(nnx.Module):
+  """Level 3 → SkipUpSample → level 2 → SkipUpSample → level 1."""
+
+  def __init__(self, c: int, s: int, reduction: int, n_cab: int, *, impl: str, rngs: nnx.Rngs):
+    self.decoder_level1 = _cabs(n_cab, c, reduction, impl, rngs)
+    self.decoder_level2 = _cabs(n_cab, c + s, reduction, impl, rngs)
+    self.decoder_level3 = _cabs(n_cab, c + 2 * s, reduction, impl, rngs)
+    self.skip_attn1 = CAB(c, reduction, impl=impl, rngs=rngs)
+    self.skip_attn2 = CAB(c + s, reduction, impl=impl, rngs=rngs)
+    self.up21 = SkipUpSample(c, s, impl=impl, rngs=rngs)
+    self.up32 = SkipUpSample(c + s, s, impl=impl, rngs=rngs)
+
+  def __call__(self, outs: Sequence[Array], act: Act, pool: Pool) -> list[Array]:
+    enc1, enc2, enc3 = outs
+    dec3 = run_stacked(self.decoder_level3, enc3, act, pool)
+    x = self.up32(dec3, self.skip_attn2(enc2, act, pool))
+    dec2 = run_stacked(self.decoder_level2, x, act, pool)
+    x = self.up21(dec2, self.skip_attn1(enc1, act, pool))
+    dec1 = run_stacked(self.decoder_level1, x, act, pool)
+    return [dec1, dec2, dec3]
+
+
+class ORB(nnx.Module):
+  """Original-resolution block: ``num_cab`` CABs → conv 3, plus the input."""
+
+  def __init__(self, c: int, reduction: int, num_cab: int, *, impl: str, rngs: nnx.Rngs):
+    self.body = _cabs(num_cab, c, reduction, impl, rngs)
+    self.conv = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, act: Act, pool: Pool) -> Array:
+    return self.conv(run_stacked(self.body, x, act, pool)) + x
+
+
+class ORSNet(nnx.Module):
+  """Stage 3: three ORBs, each followed by the stage-2 features at full size."""
+
+  def __init__(self, c: int, s_ors: int, s_unet: int, reduction: int, num_cab: int, *,
+               impl: str, rngs: nnx.Rngs):
+    co = c + s_ors
+    for i in (1, 2, 3):
+      setattr(self, f'orb{i}', ORB(co, reduction, num_cab, impl=impl, rngs=rngs))
+    self.up_enc1 = UpSample(c, s_unet, impl=impl, rngs=rngs)
+    self.up_dec1 = UpSample(c, s_unet, impl=impl, rngs=rngs)
+    self.up_enc2 = nnx.List([UpSample(c + s_unet, s_unet, impl=impl, rngs=rngs),
+                             UpSample(c, s_unet, impl=impl, rngs=rngs)])
+    self.up_dec2 = nnx.List([UpSample(c + s_unet, s_unet, impl=impl, rngs=rngs),
+                             UpSample(c, s_unet, impl=impl, rngs=rngs)])
+    for i in (1, 2, 3):
+      setattr(self, f'conv_enc{i}', layers.conv(c, co, 1, impl=impl, rngs=rngs))
+    for i in (1, 2, 3):
+      setattr(self, f'conv_dec{i}', layers.conv(c, co, 1, impl=impl, rngs=rngs))
+
+  def __call__(self, x: Array, act: Act, pool: Pool, encoder_outs: Sequence[Array],
+               decoder_outs: Sequence[Array]) -> Array:
+    enc1, enc2, enc3 = encoder_outs
+    dec1, dec2, dec3 = decoder_outs
+    x = self.orb1(x, act, pool)
+    x = x + self.conv_enc1(enc1) + self.conv_dec1(dec1)
+    x = self.orb2(x, act, pool)
+    x = x + self.conv_enc2(self.up_enc1(enc2)) + self.conv_dec2(self.up_dec1(dec2))
+    x = self.orb3(x, act, pool)
+    up_enc, up_dec = enc3, dec3
+    for ue, ud in zip(self.up_enc2, self.up_dec2):
+      up_enc, up_dec = ue(up_enc), ud(up_dec)
+    return x + self.conv_enc3(up_enc) + self.conv_dec3(up_dec)
+
+
+# ----------------------------------------------------------------------------
+# Super-resolution module
+# ----------------------------------------------------------------------------
+
+
+class MSCAM(nnx.Module):
+  """Multi-scale channel attention: sigmoid(local(x) + global(pool(x))) · x."""
+
+  def __init__(self, c: int, inner: int, *, impl: str, rngs: nnx.Rngs):
+    self.local_att1 = layers.conv(c, inner, 1, impl=impl, rngs=rngs)
+    self.local_att2 = layers.conv(inner, c, 1, impl=impl, rngs=rngs)
+    self.global_att1 = layers.conv(c, inner, 1, impl=impl, rngs=rngs)
+    self.global_att2 = layers.conv(inner, c, 1, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, pool: Pool) -> Array:
+    local = self.local_att2(jax.nn.relu(self.local_att1(x)))
+    glob = self.global_att2(jax.nn.relu(self.global_att1(pool(x))))
+    return x * jax.nn.sigmoid(local + glob)
+
+
+class RMSCAB(nnx.Module):
+  """Residual multi-scale channel attention block: conv 3 → ReLU → conv 3 → MS-CAM → + input."""
+
+  def __init__(self, c: int, inner: int, *, impl: str, rngs: nnx.Rngs):
+    self.body1 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+    self.body2 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+    self.MSCAM = MSCAM(c, inner, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, pool: Pool) -> Array:
+    return self.MSCAM(self.body2(jax.nn.relu(self.body1(x))), pool) + x
+
+
+class ResidualGroup(nnx.Module):
+  """``n_blocks`` RMS-CABs → conv 3, plus the group's input."""
+
+  def __init__(self, c: int, inner: int, n_blocks: int, *, impl: str, rngs: nnx.Rngs):
+    self.body = stacked(n_blocks, lambda r: RMSCAB(c, inner, impl=impl, rngs=r), rngs)
+    self.conv = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array, pool: Pool) -> Array:
+    return self.conv(run_stacked(self.body, x, pool)) + x
+
+
+class Upscale(nnx.Module):
+  """conv 1 (c → c·r²) → pixel shuffle ×r → conv 3 (c → 3)."""
+
+  def __init__(self, c: int, scale: int, *, impl: str, rngs: nnx.Rngs):
+    self.scale = scale
+    self.conv1 = layers.conv(c, c * scale * scale, 1, impl=impl, rngs=rngs)
+    self.conv2 = layers.conv(c, 3, 3, impl=impl, rngs=rngs)
+
+  def __call__(self, x: Array) -> Array:
+    return self.conv2(layers.pixel_shuffle(self.conv1(x), self.scale))
+
+
+# ----------------------------------------------------------------------------
+# The whole network
+# ----------------------------------------------------------------------------
+
+
+class JDSR(nnx.Module):
+  """Joint motion deblurring and ×4 super-resolution.
+
+  ``model(x)`` takes float32 (N, H, W, 3) images in [0, 1] with H and W
+  multiples of 8 and returns ``(stage_images, sr)``: the deblurring module's
+  three stage images ``[stage3, stage2, stage1]`` (each (N, H, W, 3)) and the
+  super-resolved image (N, 4H, 4W, 3).
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
+    c, s, s_ors = config.n_feat, config.scale_unetfeats, config.scale_orsnetfeats
+    r, impl = config.reduction, config.conv_impl
+    enc_cabs = config.get('num_unet_cab', 2)
+    self.config = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
+    self.act = nnx.PReLU(0.25)
+    # Deblurring module.
+    for i in (1, 2, 3):
+      setattr(self, f'shallow_feat{i}', ShallowFeat(c, r, impl=impl, rngs=rngs))
+    self.stage1_encoder = Encoder(c, s, r, enc_cabs, csff=False, impl=impl, rngs=rngs)
+    self.stage1_decoder = Decoder(c, s, r, enc_cabs, impl=impl, rngs=rngs)
+    self.stage2_encoder = Encoder(c, s, r, enc_cabs, csff=True, impl=impl, rngs=rngs)
+    self.stage2_decoder = Decoder(c, s, r, enc_cabs, impl=impl, rngs=rngs)
+    self.stage3_orsnet = ORSNet(c, s_ors, s, r, config.num_cab, impl=impl, rngs=rngs)
+    self.sam12 = SAM(c, impl=impl, rngs=rngs)
+    self.sam23 = SAM(c, impl=impl, rngs=rngs)
+    self.concat12 = layers.conv(2 * c, c, 3, impl=impl, rngs=rngs)
+    self.concat23 = layers.conv(2 * c, c + s_ors, 3, impl=impl, rngs=rngs)
+    self.tail = layers.conv(c + s_ors, 3, 3, impl=impl, rngs=rngs)
+    # Feature transformation and super-resolution module.
+    co, sr = c + s_ors, config.sr_feat
+    self.SRNet_sr_cab = CAB(co, r, impl=impl, rngs=rngs)
+    self.SRNet_before_rec = layers.conv(co, sr, 3, impl=impl, rngs=rngs)
+    self.SRNet_HRconv = layers.conv(sr, sr, 3, impl=impl, rngs=rngs)
+    self.n_resgroups = config.n_resgroups
+    if config.n_resgroups:
+      self.SRNet_reconstructor = stacked(
+          config.n_resgroups,
+          lambda rg: ResidualGroup(sr, sr // config.mscam_reduction, config.n_resblocks,
+                                   impl=impl, rngs=rg), rngs)
+    self.SRNet_upscale = Upscale(sr, config.scale, impl=impl, rngs=rngs)
+
+  def deblur(self, x: Array, *, tlsc: layers.TLSC | None = None) -> tuple[list[Array], Array]:
+    """The deblurring module alone: ``([stage3, stage2, stage1], stage-3 features)``."""
+    _check_input(x)
+    return self._deblur(x, self.act_fn(), _pool(x, tlsc))
+
+  def __call__(self, x: Array, *, tlsc: layers.TLSC | None = None) -> tuple[list[Array], Array]:
+    _check_input(x)
+    act, pool = self.act_fn(), _pool(x, tlsc)
+    images, feat = self._deblur(x, act, pool)
+    return images, self.super_resolve(feat, act, pool)
+
+  def act_fn(self) -> Act:
+    """The shared PReLU as a function (its parameter read once)."""
+    return layers.prelu(self.act.negative_slope[...])
+
+  def _deblur(self, x3_img: Array, act: Act, pool: Pool) -> tuple[list[Array], Array]:
+    h, w = x3_img.shape[1] // 2, x3_img.shape[2] // 2
+    x2_img = [x3_img[:, :h], x3_img[:, h:]]  # top, bottom
+    x1_img = [[half[:, :, :w], half[:, :, w:]] for half in x2_img]  # left, right of each
+
+    # Stage 1: the four quadrants, encoded separately, decoded per half.
+    feat1, res1, sam_feats, stage1_img = [], [], [], []
+    for half_img, quads in zip(x2_img, x1_img):
+      enc = [self.stage1_encoder(self.shallow_feat1(q, act, pool), act, pool) for q in quads]
+      feat = [jnp.concatenate(lr, axis=2) for lr in zip(*enc)]
+      res = self.stage1_decoder(feat, act, pool)
+      f, img = self.sam12(res[0], half_img)
+      feat1.append(feat)
+      res1.append(res)
+      sam_feats.append(f)
+      stage1_img.append(img)
+    stage1_img = jnp.concatenate(stage1_img, axis=1)
+
+    # Stage 2: the two halves, with cross-stage fusion, decoded whole.
+    feat2 = []
+    for half_img, f_sam, feat, res in zip(x2_img, sam_feats, feat1, res1):
+      x2 = self.shallow_feat2(half_img, act, pool)
+      x2 = self.concat12(jnp.concatenate([x2, f_sam], axis=-1))
+      feat2.append(self.stage2_encoder(x2, act, pool, feat, res))
+    feat2 = [jnp.concatenate(tb, axis=1) for tb in zip(*feat2)]
+    res2 = self.stage2_decoder(feat2, act, pool)
+    x3_samfeats, stage2_img = self.sam23(res2[0], x3_img)
+
+    # Stage 3: the whole image at full resolution.
+    x3 = self.shallow_feat3(x3_img, act, pool)
+    x3 = self.concat23(jnp.concatenate([x3, x3_samfeats], axis=-1))
+    feat3 = self.stage3_orsnet(x3, act, pool, feat2, res2) + x3
+    stage3_img = self.tail(feat3)
+    return [stage3_img, stage2_img, stage1_img], feat3
+
+  def super_resolve(self, feat: Array, act: Act, pool: Pool) -> Array:
+    """Transformation + super-resolution of the stage-3 features."""
+    x = act(self.SRNet_before_rec(self.SRNet_sr_cab(feat, act, pool)))
+    if self.n_resgroups:
+      x = run_stacked(self.SRNet_reconstructor, x, pool) + x
+    x = jax.nn.leaky_relu(self.SRNet_HRconv(x), 0.1)
+    return self.SRNet_upscale(x)
+
+
+def _pool(x: Array, tlsc: layers.TLSC | None) -> Pool:
+  return layers.global_pool if tlsc is None else tlsc.pool(x.shape[1:3])
+
+
+def _check_input(x: Array) -> None:
+  if x.ndim != 4 or x.shape[-1] != 3:
+    raise ValueError(f'expected images of shape (N, H, W, 3), got {tuple(x.shape)}')
+  h, w = x.shape[1:3]
+  if h % 8 or w % 8:
+    raise ValueError(
+        f'image height and width must be multiples of 8, got {h}x{w} (H x W); pad the '
+        f'input, for example to {-(-h // 8) * 8}x{-(-w // 8) * 8}, and crop the output, '
+        'or use jdsr.restore, which does this for you')
