@@ -204,7 +204,7 @@ def read_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 
 def _flat_params(model: JDSR) -> dict[tuple, nnx.Variable]:
-  return dict(nnx.state(model, nnx.Param).flat_state())
+  return dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
 
 
 def state_dict_to_params(state_dict: dict[str, np.ndarray], cfg: ml_collections.ConfigDict,
@@ -273,10 +273,9 @@ def abstract_model(cfg: ml_collections.ConfigDict) -> JDSR:
 
 
 def _set_params(model: JDSR, params: dict[tuple, np.ndarray]) -> JDSR:
-  state = nnx.state(model, nnx.Param)
-  flat = state.flat_state()
+  flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
   new = [(path, var.replace(jax.numpy.asarray(params[path]))) for path, var in flat]
-  nnx.update(model, nnx.State.from_flat_path(new))
+  nnx.update(model, nnx.from_flat_state(new))
   return model
 
 
