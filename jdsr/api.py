@@ -6,6 +6,7 @@ import math
 
 import jax
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from jdsr.convert import (abstract_model, load_checkpoint, load_pytorch, save_checkpoint,
@@ -22,31 +23,25 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs | int = 0) -> 
   config with a ``model`` field (``configs/*.py``'s ``get_config()``).
 
   The convolutions get PyTorch's default initialisation, U(±1/sqrt(fan_in)),
-  and the shared PReLU 0.25, as in the official code. All of it comes from one
-  random draw, which compiles in well under a second (initialising layer by
-  layer compiles one random-number program per tensor shape: half a minute).
-  ``rngs``: an ``nnx.Rngs`` (its ``params`` stream is used) or an integer seed.
+  and the shared PReLU 0.25, as in the official code. The weights are drawn
+  with NumPy from one seed: initialising layer by layer with jax.random
+  compiles one random-number program per tensor shape (half a minute here),
+  and drawing all 34M weights in one program needs several copies of them.
+  ``rngs``: an integer seed, or an ``nnx.Rngs`` whose ``params`` stream gives one.
   """
   if 'model' in config:
     config = config.model
-  key = rngs.params() if isinstance(rngs, nnx.Rngs) else jax.random.key(rngs)
+  if isinstance(rngs, nnx.Rngs):
+    rngs = int(jax.random.randint(rngs.params(), (), 0, 2**31 - 1))
+  rng = np.random.default_rng(rngs)
   model = abstract_model(config)
-  state = nnx.state(model, nnx.Param)
-  nnx.update(model, _init(key, state))
-  return model
-
-
-@jax.jit
-def _init(key: jax.Array, state: nnx.State) -> nnx.State:
-  leaves, treedef = jax.tree.flatten(state)
-  sizes = [math.prod(leaf.shape) for leaf in leaves]
-  draw = jax.random.uniform(key, (sum(sizes),), minval=-1.0, maxval=1.0)
-  out, start = [], 0
-  for leaf, size in zip(leaves, sizes):
-    if leaf.ndim >= 4:  # (stack..., kh, kw, in, out) convolution kernel
-      fan_in = math.prod(leaf.shape[-4:-1])
-      out.append(draw[start:start + size].reshape(leaf.shape) / math.sqrt(fan_in))
+  flat = []
+  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    if len(var.shape) >= 4:  # (stack..., kh, kw, in, out) convolution kernel
+      bound = 1.0 / math.sqrt(math.prod(var.shape[-4:-1]))
+      value = rng.uniform(-bound, bound, var.shape).astype(np.float32)
     else:  # the shared PReLU slope
-      out.append(jax.numpy.full(leaf.shape, 0.25, leaf.dtype))
-    start += size
-  return jax.tree.unflatten(treedef, out)
+      value = np.full(var.shape, 0.25, np.float32)
+    flat.append((path, var.replace(jax.numpy.asarray(value))))
+  nnx.update(model, nnx.from_flat_state(flat))
+  return model

@@ -21,9 +21,10 @@ def model_config(**overrides) -> ml_collections.ConfigDict:
   config.n_resblocks = 10  # RMS-CABs per group
   config.mscam_reduction = 8  # MS-CAM inner channels = sr_feat // mscam_reduction
   config.scale = 4
-  # 'winograd' computes 3x3 convolutions with Winograd F(4x4, 3x3): the same
-  # numbers, faster on CPUs. 'xla': XLA's own convolution (best on GPUs).
-  config.conv_impl = 'xla'
+  # How 3x3 convolutions are computed (the same numbers to float32 rounding):
+  # 'winograd': Winograd F(4x4, 3x3), faster on CPUs; 'xla': XLA's own
+  # convolution (best on GPUs); 'auto': winograd on CPU, xla elsewhere.
+  config.conv_impl = 'auto'
   config.update(overrides)
   return config
 

@@ -31,21 +31,29 @@ Act = Callable[[Array], Array]
 # U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 torch_default_init = nnx.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
-CONV_IMPLS = ('xla', 'winograd')
+CONV_IMPLS = ('auto', 'xla', 'winograd')
+WINOGRAD_MIN_CHANNELS = 16
 
 
 def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = 'xla',
          rngs: nnx.Rngs) -> nnx.Conv:
   """A bias-free k×k convolution with 'same' zero padding (PyTorch's `conv`).
 
+  ``impl='auto'`` is 'winograd' on CPUs and 'xla' elsewhere.
   ``impl='winograd'`` computes 3×3 convolutions with Winograd F(4×4, 3×3)
-  (see ``jdsr.winograd``): the same numbers to float32 rounding, about twice as
-  fast on CPUs. Other kernel sizes always use XLA's convolution.
+  (see ``jdsr.winograd``): the same numbers to float32 rounding, faster on
+  CPUs. Other kernel sizes, and 3×3 convolutions from or to fewer than
+  ``WINOGRAD_MIN_CHANNELS`` channels (the image convolutions, whose
+  transforms would cost more memory and time than they save), always use
+  XLA's convolution.
   """
   if impl not in CONV_IMPLS:
     raise ValueError(f'conv impl must be one of {CONV_IMPLS}, got {impl!r}')
+  if impl == 'auto':
+    impl = 'winograd' if jax.default_backend() == 'cpu' else 'xla'
   kwargs = {}
-  if impl == 'winograd' and kernel_size == 3:
+  if (impl == 'winograd' and kernel_size == 3
+      and min(in_features, out_features) >= WINOGRAD_MIN_CHANNELS):
     kwargs['conv_general_dilated'] = winograd.conv_general_dilated
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), padding='SAME', use_bias=False,
                   kernel_init=torch_default_init, rngs=rngs, **kwargs)

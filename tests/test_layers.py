@@ -88,14 +88,23 @@ def test_tlsc_at_training_size_is_global_pool():
 
 def test_conv_is_torch_conv2d_same_padding():
   rng = np.random.default_rng(1)
-  x = rng.standard_normal((2, 6, 9, 11)).astype(np.float32)
-  w = (rng.standard_normal((4, 6, 3, 3)) / np.sqrt(54)).astype(np.float32)
+  x = rng.standard_normal((2, 16, 9, 11)).astype(np.float32)
+  w = (rng.standard_normal((24, 16, 3, 3)) / np.sqrt(144)).astype(np.float32)
   want = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1)
   for impl in layers.CONV_IMPLS:
-    conv = layers.conv(6, 4, 3, impl=impl, rngs=nnx.Rngs(0))
+    conv = layers.conv(16, 24, 3, impl=impl, rngs=nnx.Rngs(0))
+    uses_winograd = conv.conv_general_dilated is winograd.conv_general_dilated
+    assert uses_winograd == (impl == 'winograd' or (impl == 'auto' and
+                                                    jax.default_backend() == 'cpu'))
     conv.kernel[...] = jnp.asarray(w.transpose(2, 3, 1, 0))
     np.testing.assert_allclose(conv(jnp.asarray(_nhwc(torch.from_numpy(x)))), _nhwc(want),
                                atol=2e-5, err_msg=impl)
+
+
+def test_thin_convolutions_stay_direct():
+  for cin, cout in ((3, 96), (128, 3)):
+    conv = layers.conv(cin, cout, 3, impl='winograd', rngs=nnx.Rngs(0))
+    assert conv.conv_general_dilated is not winograd.conv_general_dilated
 
 
 @pytest.mark.parametrize('shape', [(1, 8, 8, 3, 5), (2, 13, 7, 6, 4), (1, 1, 1, 2, 2),

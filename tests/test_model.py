@@ -58,8 +58,9 @@ def test_golden_forward_with_tlsc(golden_model):
   assert np.abs(_forward(golden_model, x)[1] - sr).max() > 10 * TOL
 
 
-def test_golden_forward_winograd(golden_pth):
-  model = jdsr.load_pytorch(golden_pth, jdsr.model_config(conv_impl='winograd'))
+@pytest.mark.parametrize('impl', ['xla', 'winograd'])
+def test_golden_forward_each_conv_impl(golden_pth, impl):
+  model = jdsr.load_pytorch(golden_pth, jdsr.model_config(conv_impl=impl))
   golden = reference.load('golden_forward.npz')
   _check(golden, *_forward(model, reference.nchw_to_nhwc(golden['input'])))
 
