@@ -72,7 +72,7 @@ def main() -> None:
     config.conv_impl = args.conv_impl
   model = jdsr.build_model(config)
   tlsc = jdsr.TLSC() if args.tlsc else None
-  forward = nnx.jit(lambda m, x: m(x, tlsc=tlsc)[1])
+  forward = lambda m, x: jdsr.apply(m, x, tlsc=tlsc)[1]  # noqa: E731
   x = jax.random.uniform(jax.random.key(0), (1, args.height, args.width, 3))
   jax.block_until_ready((x, nnx.state(model)))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -13,7 +14,7 @@ from jdsr.convert import (abstract_model, load_checkpoint, load_pytorch, save_ch
                           save_pytorch)
 from jdsr.model import JDSR
 
-__all__ = ['build_model', 'load_checkpoint', 'load_pytorch', 'save_checkpoint', 'save_pytorch']
+__all__ = ['apply', 'build_model', 'load_checkpoint', 'load_pytorch', 'save_checkpoint', 'save_pytorch']
 
 
 def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs | int = 0) -> JDSR:
@@ -45,3 +46,14 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs | int = 0) -> 
     flat.append((path, var.replace(jax.numpy.asarray(value))))
   nnx.update(model, nnx.from_flat_state(flat))
   return model
+
+
+@functools.partial(nnx.jit, static_argnames='tlsc', graph=False)
+def apply(model: JDSR, x: jax.Array, tlsc=None) -> tuple[list[jax.Array], jax.Array]:
+  """``model(x, tlsc=tlsc)``, jit-compiled (once per input shape and TLSC setting).
+
+  Tree-mode ``nnx.jit``: the model goes in as a plain pytree of parameters and
+  nothing comes back but the images, which saves a copy of the weights per
+  call (250 MB less peak memory than graph mode for the default model).
+  """
+  return model(x, tlsc=tlsc)

@@ -16,7 +16,7 @@ OUTPUTS = ('stage3_img', 'stage2_img', 'stage1_img')
 
 
 def _forward(model, x, tlsc=None):
-  return nnx.jit(lambda m, x: m(x, tlsc=tlsc))(model, x)
+  return jdsr.apply(model, x, tlsc=tlsc)
 
 
 def _check(golden, images, sr):
