@@ -1,0 +1,55 @@
+"""Test-time helpers: the ×8 geometric self-ensemble.
+
+The 8 dihedral transforms of an NHWC image are the 4 flips (none, W, H, both)
+and each of them transposed. ``self_ensemble`` runs the model on all 8,
+transforms each output back and averages them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jdsr import api, layers
+from jdsr.model import JDSR
+
+Array = jax.Array
+N_TRANSFORMS = 8
+
+
+def dihedral(x: Array, k: int) -> Array:
+  """The k-th of the 8 dihedral transforms (bit 0: flip W, bit 1: flip H, bit 2: transpose)."""
+  if k & 1:
+    x = jnp.flip(x, axis=2)
+  if k & 2:
+    x = jnp.flip(x, axis=1)
+  if k & 4:
+    x = jnp.swapaxes(x, 1, 2)
+  return x
+
+
+def undo_dihedral(x: Array, k: int) -> Array:
+  """The inverse of ``dihedral(·, k)``."""
+  if k & 4:
+    x = jnp.swapaxes(x, 1, 2)
+  if k & 2:
+    x = jnp.flip(x, axis=1)
+  if k & 1:
+    x = jnp.flip(x, axis=2)
+  return x
+
+
+def self_ensemble(model: JDSR, x: Array, *, tlsc: layers.TLSC | None = None) -> Any:
+  """``(stage_images, sr)`` averaged over the 8 dihedral transforms of ``x``.
+
+  Each transform is one jit-compiled call (two compilations in all: H×W and
+  W×H), so memory stays that of a single forward pass.
+  """
+  total = None
+  for k in range(N_TRANSFORMS):
+    out = api.apply(model, dihedral(x, k), tlsc=tlsc)
+    out = jax.tree.map(lambda y: undo_dihedral(y, k), out)
+    total = out if total is None else jax.tree.map(jnp.add, total, out)
+  return jax.tree.map(lambda y: y / N_TRANSFORMS, total)
