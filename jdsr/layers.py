@@ -116,7 +116,8 @@ def box_mean(x: Array, window: tuple[int, int]) -> Array:
   if window[0] >= h and window[1] >= w:
     return global_pool(x)
   k1, k2 = min(h, window[0]), min(w, window[1])
-  s = jnp.cumsum(jnp.cumsum(x, axis=2), axis=1)
+  # jnp.cumsum lowers to an O(n²) reduce_window on CPU; the scan is O(n log n).
+  s = jax.lax.associative_scan(jnp.add, jax.lax.associative_scan(jnp.add, x, axis=2), axis=1)
   s = jnp.pad(s, ((0, 0), (1, 0), (1, 0), (0, 0)))
   out = (s[:, k1:, k2:] + s[:, :-k1, :-k2] - s[:, :-k1, k2:] - s[:, k1:, :-k2]) / (k1 * k2)
   oh, ow = out.shape[1:3]
@@ -137,10 +138,28 @@ class TLSC:
 
   def pool(self, input_hw: tuple[int, int]) -> Pool:
     """The pooling function for a network input of ``input_hw`` pixels."""
+    return LocalMean(self, tuple(input_hw))
 
-    def pool(x: Array) -> Array:
-      window = tuple(f * t // i * b // t for f, t, i, b in
-                     zip(x.shape[1:3], self.train_size, input_hw, self.base_size))
-      return box_mean(x, window)
 
-    return pool
+@dataclasses.dataclass(frozen=True)
+class LocalMean:
+  """TLSC's replacement of the global pool for one input size (see ``TLSC``)."""
+  tlsc: TLSC
+  input_hw: tuple[int, int]
+
+  def __call__(self, x: Array) -> Array:
+    t = self.tlsc
+    window = tuple(f * tr // i * b // tr for f, tr, i, b in
+                   zip(x.shape[1:3], t.train_size, self.input_hw, t.base_size))
+    return box_mean(x, window)
+
+
+def pool_conv(pool: Pool, conv: nnx.Conv, x: Array) -> Array:
+  """``conv(pool(x))`` for a 1×1 ``conv``, as the attention layers compute it.
+
+  Pooling and a 1×1 convolution are both linear, so they commute. The global
+  pool goes first, as in the reference; TLSC's local mean goes second, where
+  it filters the conv's c/r channels instead of c (the same numbers to float
+  rounding, r times less work).
+  """
+  return pool(conv(x)) if isinstance(pool, LocalMean) else conv(pool(x))

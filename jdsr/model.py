@@ -70,7 +70,7 @@ class CALayer(nnx.Module):
     self.conv_du2 = layers.conv(c // reduction, c, 1, impl=impl, rngs=rngs)
 
   def __call__(self, x: Array, pool: Pool) -> Array:
-    y = self.conv_du2(jax.nn.relu(self.conv_du1(pool(x))))
+    y = self.conv_du2(jax.nn.relu(layers.pool_conv(pool, self.conv_du1, x)))
     return x * jax.nn.sigmoid(y)
 
 
@@ -257,7 +257,7 @@ class MSCAM(nnx.Module):
 
   def __call__(self, x: Array, pool: Pool) -> Array:
     local = self.local_att2(jax.nn.relu(self.local_att1(x)))
-    glob = self.global_att2(jax.nn.relu(self.global_att1(pool(x))))
+    glob = self.global_att2(jax.nn.relu(layers.pool_conv(pool, self.global_att1, x)))
     return x * jax.nn.sigmoid(local + glob)
 
 

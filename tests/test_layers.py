@@ -138,3 +138,12 @@ def test_winograd_falls_back_for_other_convolutions():
   dn = jax.lax.conv_dimension_numbers(x.shape, k.shape, ('NHWC', 'HWIO', 'NHWC'))
   strided = winograd.conv_general_dilated(x, k, (2, 2), 'SAME', dimension_numbers=dn)
   assert strided.shape == (1, 4, 4, 2)
+
+
+def test_pool_conv_commutes_for_tlsc():
+  x = jax.random.normal(jax.random.key(4), (1, 40, 56, 16))
+  conv = layers.conv(16, 4, 1, rngs=nnx.Rngs(0))
+  local = layers.TLSC(base_size=(24, 24)).pool((40, 56))
+  assert isinstance(local, layers.LocalMean)
+  np.testing.assert_allclose(layers.pool_conv(local, conv, x), conv(local(x)), atol=1e-5)
+  assert layers.pool_conv(layers.global_pool, conv, x).shape == (1, 1, 1, 4)
