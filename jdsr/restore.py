@@ -1,0 +1,144 @@
+"""Restoring any image: padding, tiling, grayscale and alpha around the network.
+
+``restore(model, image)`` takes a float image in [0, 1] of any size, H×W
+(grayscale), H×W×1, H×W×3 or H×W×4 (RGBA), and returns the deblurred image at
+4× the size in the same layout:
+
+* The image is reflect-padded at the bottom and right to a multiple of
+  ``BUCKET`` pixels (the network needs multiples of 8; rounding up further
+  means that images of similar sizes share one compiled program), and the
+  output is cropped back. A 1×1 image works too.
+* Grayscale is replicated to RGB and the output averaged back to one channel;
+  an alpha channel is upscaled separately with bicubic interpolation.
+* Large images are cut into overlapping tiles of ``tile``×``tile`` input
+  pixels, each restored alone (all tiles have one shape: one compilation) and
+  blended with linear ramps over the overlap, so that memory stays bounded
+  whatever the image size. By default (``tile=None``) images larger than
+  ``DEFAULT_TILE`` in either dimension are tiled; ``tile=0`` never tiles.
+
+Tiling and TLSC: TLSC replaces each global pool by a local mean over a fixed
+window (at most 96×96 pixels at the input's scale, less in the deeper
+layers), clamped to the feature. Inside a tile of at least that size the
+window is the same as in the whole image, so tiles only differ from a
+whole-image pass within about one window of the tile borders, and the ramps
+blend those seams. Without TLSC, each tile's channel attention sees the mean
+of its own tile instead of the whole image's: tiles of 256 pixels or more keep
+that difference small, and TLSC (the paper's Model-3) removes it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image as PILImage
+
+from jdsr import api, inference, layers
+from jdsr.model import JDSR
+
+SCALE = 4
+BUCKET = 32
+DEFAULT_TILE = 256
+DEFAULT_OVERLAP = 32
+
+
+def restore(model: JDSR, image: np.ndarray, *, tlsc: bool | layers.TLSC = True,
+            ensemble: bool = False, tile: int | None = None,
+            overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
+  """The restored, ×4 image (float32 in [0, 1]), in the layout of ``image``.
+
+  ``tlsc``: True for the paper's TLSC settings, a ``jdsr.TLSC`` for others,
+  False for plain global pooling. ``ensemble``: average the ×8 self-ensemble.
+  ``tile``: input tile size (a multiple of 8); None tiles only images larger
+  than ``DEFAULT_TILE``; 0 never tiles. ``overlap``: input pixels shared by
+  neighbouring tiles.
+  """
+  image = np.asarray(image)
+  squeeze = image.ndim == 2
+  if squeeze:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 3, 4) or 0 in image.shape:
+    raise ValueError(f'expected an H×W, H×W×1, H×W×3 or H×W×4 image, got shape {image.shape}')
+  if not np.issubdtype(image.dtype, np.floating):
+    raise ValueError(f'expected a float image in [0, 1], got dtype {image.dtype} '
+                     '(divide uint8 images by 255, 16-bit ones by 65535)')
+  image = image.astype(np.float32)
+  channels = image.shape[-1]
+  rgb = np.repeat(image, 3, axis=-1) if channels == 1 else image[..., :3]
+  tlsc = layers.TLSC() if tlsc is True else (tlsc or None)
+
+  h, w = rgb.shape[:2]
+  if tile is None:
+    tile = DEFAULT_TILE if max(h, w) > DEFAULT_TILE else 0
+  if tile and (tile % 8 or tile <= overlap):
+    raise ValueError(f'tile must be a multiple of 8 larger than overlap ({overlap}), got {tile}')
+  if tile and max(h, w) > tile:
+    out = _tiled(model, rgb, tlsc, ensemble, tile, overlap)
+  else:
+    out = _whole(model, rgb, tlsc, ensemble)
+  out = np.clip(out, 0.0, 1.0)
+
+  if channels == 1:
+    out = out.mean(axis=-1, keepdims=True)
+    return out[..., 0] if squeeze else out
+  if channels == 4:
+    return np.concatenate([out, upscale_bicubic(image[..., 3])[..., None]], axis=-1)
+  return out
+
+
+def upscale_bicubic(channel: np.ndarray, scale: int = SCALE) -> np.ndarray:
+  """One float channel upscaled with bicubic interpolation (no 8-bit rounding)."""
+  h, w = channel.shape
+  resized = PILImage.fromarray(channel.astype(np.float32), mode='F').resize(
+      (w * scale, h * scale), PILImage.BICUBIC)
+  return np.clip(np.asarray(resized), 0.0, 1.0)
+
+
+def _whole(model: JDSR, rgb: np.ndarray, tlsc, ensemble: bool,
+           bucket: int = BUCKET) -> np.ndarray:
+  """One forward pass over the image padded to a multiple of ``bucket``, cropped back."""
+  h, w = rgb.shape[:2]
+  ph, pw = -(-h // bucket) * bucket, -(-w // bucket) * bucket
+  x = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode='reflect')[None]
+  if ensemble:
+    _, sr = inference.self_ensemble(model, x, tlsc=tlsc)
+  else:
+    _, sr = api.apply(model, x, tlsc=tlsc)
+  return np.asarray(sr[0, :SCALE * h, :SCALE * w])
+
+
+def _starts(size: int, tile: int, overlap: int) -> list[int]:
+  """Tile origins covering [0, size) with at least ``overlap`` shared pixels."""
+  if size <= tile:
+    return [0]
+  n = -(-(size - overlap) // (tile - overlap))
+  return sorted({round(i * (size - tile) / (n - 1)) for i in range(n)})
+
+
+def _ramp(length: int, fade: int, start: bool, end: bool) -> np.ndarray:
+  """1-D blending weight: rising over ``fade`` pixels at inner edges, 1 elsewhere."""
+  ramp = np.ones(length, np.float32)
+  steps = (np.arange(fade, dtype=np.float32) + 0.5) / fade
+  if start:
+    ramp[:fade] = steps
+  if end:
+    ramp[-fade:] = np.minimum(ramp[-fade:], steps[::-1])
+  return ramp
+
+
+def _tiled(model: JDSR, rgb: np.ndarray, tlsc, ensemble: bool, tile: int,
+           overlap: int) -> np.ndarray:
+  h, w = rgb.shape[:2]
+  if min(h, w) < tile:  # pad the short side up to one tile
+    rgb = np.pad(rgb, ((0, max(tile - h, 0)), (0, max(tile - w, 0)), (0, 0)), mode='reflect')
+  ys, xs = _starts(rgb.shape[0], tile, overlap), _starts(rgb.shape[1], tile, overlap)
+  out = np.zeros((SCALE * rgb.shape[0], SCALE * rgb.shape[1], 3), np.float32)
+  weight = np.zeros(out.shape[:2] + (1,), np.float32)
+  size, fade = SCALE * tile, SCALE * overlap
+  for y in ys:
+    wy = _ramp(size, fade, y > 0, y + tile < rgb.shape[0])
+    for x in xs:
+      wx = _ramp(size, fade, x > 0, x + tile < rgb.shape[1])
+      patch = _whole(model, rgb[y:y + tile, x:x + tile], tlsc, ensemble, bucket=8)
+      wgt = (wy[:, None] * wx[None, :])[..., None]
+      out[SCALE * y:SCALE * y + size, SCALE * x:SCALE * x + size] += wgt * patch
+      weight[SCALE * y:SCALE * y + size, SCALE * x:SCALE * x + size] += wgt
+  return (out / weight)[:SCALE * h, :SCALE * w]
