@@ -1,0 +1,1 @@
+"""Datasets: finding and pairing the frames of REDS on disk (``jdsr.data.reds``)."""
