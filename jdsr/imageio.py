@@ -1,0 +1,235 @@
+"""Reading and writing images for the restoration and evaluation tools.
+
+``read_image`` opens anything Pillow opens (PNG, JPEG, TIFF, BMP, WebP, GIF...)
+and returns an ``Image``: float32 RGB in [0, 1], an optional alpha channel, the
+bit depth of the samples and whether the source was grayscale. The EXIF
+orientation is applied, so photos come out upright. Colour management is not:
+ICC profiles are ignored and CMYK is converted to RGB by Pillow's naive formula.
+
+``write_image`` writes PNG, JPEG (quality 95) or TIFF by the file's extension,
+atomically: a temporary file in the same folder, then ``os.replace``.
+
+16-bit samples (found by experiment with Pillow 13):
+
+* Grayscale: full depth both ways. Pillow reads 16-bit gray PNG and TIFF as
+  mode 'I;16' / 'I;16B' (and 32-bit integer TIFF as 'I', clipped to
+  [0, 65535] here), and writes mode 'I;16' to PNG and TIFF.
+* Colour: NOT supported. Pillow 13 has no 16-bit multi-channel mode ('RGB;16'
+  and friends are gone: ``Image.new``, ``frombytes`` and ``fromarray`` reject
+  them), so it decodes 16-bit RGB, RGBA and gray+alpha PNG and 16-bit RGB(A)
+  TIFF to 8-bit 'RGB' / 'RGBA' by keeping the high byte of each sample,
+  silently. ``read_image`` detects this (the PNG header's bit depth, the TIFF
+  BitsPerSample tag), warns, and reports ``bits=8``: the precision of the data
+  it returns. It cannot write 16-bit colour (or gray+alpha) either:
+  ``write_image(..., bits=16)`` writes those at 8 bits and warns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pathlib
+import tempfile
+import warnings
+
+import numpy as np
+import PIL
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
+WRITE_FORMATS = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.tif': 'TIFF', '.tiff': 'TIFF'}
+JPEG_QUALITY = 95
+
+_MODES_16 = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')  # one 16-bit gray channel ('I' clipped)
+_MODES_GRAY = ('1', 'L', 'LA', 'La')
+_MODES_COLOUR = ('P', 'PA', 'RGB', 'RGBA', 'RGBa', 'RGBX', 'CMYK', 'YCbCr')
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+
+
+class ImageError(ValueError):
+  """An image file cannot be read or written; the one-line message names the file."""
+
+  def __init__(self, path: str | os.PathLike, problem: str):
+    message = f'{os.fspath(path)}: {problem}'
+    super().__init__(message.replace('\r', '\\r').replace('\n', '\\n'))
+
+
+@dataclasses.dataclass
+class Image:
+  """A decoded image.
+
+  rgb: float32 H×W×3 in [0, 1]; a grayscale source is replicated to 3 channels.
+  alpha: float32 H×W in [0, 1], or None when the source has no transparency.
+  bits: 8 or 16, the bit depth of the samples in ``rgb`` (8 for 16-bit colour
+    sources, which Pillow reduces to 8 bits: see the module docstring).
+  gray: the source had one colour channel.
+  """
+  rgb: np.ndarray
+  alpha: np.ndarray | None
+  bits: int
+  gray: bool
+
+
+def read_image(path: str | os.PathLike) -> Image:
+  """Reads an image file; raises ``ImageError`` if it is missing, empty, corrupt or unsupported.
+
+  Warns when Pillow reduced 16-bit colour samples to 8 bits (see the module docstring).
+  Multi-frame files (GIF, multi-page TIFF) give their first frame. The transparent
+  value of a 16-bit gray PNG (tRNS) is ignored: Pillow has no 16-bit gray+alpha mode.
+  """
+  path = pathlib.Path(path)
+  if not path.exists():
+    raise ImageError(path, 'no such file')
+  if not path.is_file():
+    raise ImageError(path, 'not a file')
+  if path.stat().st_size == 0:
+    raise ImageError(path, 'empty file')
+  try:
+    # Decode from a file object: with a file name, Pillow 13 memory-maps uncompressed
+    # TIFF strips using the size it has already turned for orientations 5-8, and
+    # returns scrambled pixels.
+    with open(path, 'rb') as f:
+      png_depth, png_colour_type = _png_header(f.read(26))
+      f.seek(0)
+      with PILImage.open(f) as im:
+        im.load()
+        source_format, tiff_bits = im.format, _tiff_bits_per_sample(im)
+        im = ImageOps.exif_transpose(im)  # a TIFF's orientation was applied by im.load()
+  except PILImage.UnidentifiedImageError:
+    raise ImageError(path, 'not an image (or a format Pillow cannot read)') from None
+  except Exception as e:  # truncated or corrupt: Pillow raises OSError, SyntaxError, EOFError...
+    raise ImageError(path, f'cannot read image ({type(e).__name__}: {e})') from e
+
+  if im.mode in _MODES_16:
+    values = np.clip(np.asarray(im).astype(np.float32), 0, 65535) / np.float32(65535)
+    return Image(np.repeat(values[..., None], 3, axis=2), None, 16, True)
+  if im.mode not in _MODES_GRAY + _MODES_COLOUR:
+    raise ImageError(path, f'unsupported image mode {im.mode!r}')
+
+  has_alpha = 'A' in im.mode or 'a' in im.mode or 'transparency' in im.info
+  gray = im.mode in _MODES_GRAY
+  target = ('LA' if has_alpha else 'L') if gray else ('RGBA' if has_alpha else 'RGB')
+  try:
+    pixels = np.asarray(im.convert(target)).astype(np.float32) / np.float32(255)
+  except Exception as e:
+    raise ImageError(path, f'cannot convert mode {im.mode!r} to {target} ({e})') from e
+  pixels = pixels.reshape(pixels.shape[:2] + (len(target),))
+  rgb = np.repeat(pixels[..., :1], 3, axis=2) if gray else pixels[..., :3]
+  alpha = pixels[..., -1] if has_alpha else None
+
+  if source_format == 'PNG':
+    gray = gray or png_colour_type == 4  # Pillow reads 16-bit gray+alpha PNG as RGBA
+    reduced = png_depth == 16 and png_colour_type in (2, 4, 6)
+  else:
+    reduced = source_format == 'TIFF' and max(tiff_bits) > 8
+  if reduced:
+    warnings.warn(f'{path}: 16-bit colour image read at 8 bits per sample (Pillow '
+                  f'{PIL.__version__} cannot decode 16-bit colour at full depth)', stacklevel=2)
+  return Image(np.ascontiguousarray(rgb), alpha, 8, gray)
+
+
+def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | None = None, *,
+                bits: int = 8, gray: bool = False) -> None:
+  """Writes ``rgb`` (float H×W×3 in [0, 1], clamped and rounded) to a PNG, JPEG or TIFF file.
+
+  The format is chosen by the extension (.png, .jpg/.jpeg at quality 95, .tif/.tiff).
+  gray: write one channel, the mean of the three (an RGB network's output for a
+    grayscale source has three nearly equal channels).
+  alpha: float H×W in [0, 1], written as an alpha channel (LA or RGBA); JPEG has none.
+  bits: 8 or 16. 16 bits are written only for grayscale without alpha to PNG or
+    TIFF; anything else is written at 8 bits with a warning (see the module docstring).
+
+  Quantisation: clamp to [0, 1], ×(2**bits - 1), round to nearest (ties to even) in
+  float32, the same as ``jdsr.metrics.to_uint8`` for 8 bits. The write is atomic:
+  a temporary '.NAME.tmp-XXXX.EXT' in the same folder, renamed onto ``path``, and
+  removed on any error, so ``path`` is either the complete new file or as it was.
+  Parent folders are created. OSErrors are raised as ``ImageError``. No fsync: the
+  rename is atomic for other processes, not durable across a power cut.
+  """
+  path = pathlib.Path(path)
+  file_format = WRITE_FORMATS.get(path.suffix.lower())
+  if file_format is None:
+    raise ImageError(path, f'unknown image extension {path.suffix!r} (use one of '
+                           f'{", ".join(WRITE_FORMATS)})')
+  if file_format == 'JPEG' and alpha is not None:
+    raise ImageError(path, 'JPEG cannot hold an alpha channel')
+  if bits not in (8, 16):
+    raise ValueError(f'bits must be 8 or 16, got {bits}')
+  rgb = np.asarray(rgb)
+  if not np.issubdtype(rgb.dtype, np.floating):
+    raise TypeError(f'rgb must be float in [0, 1], got {rgb.dtype}')
+  if rgb.ndim != 3 or rgb.shape[2] != 3:
+    raise ValueError(f'rgb must be H×W×3, got shape {rgb.shape}')
+  if alpha is not None and np.shape(alpha) != rgb.shape[:2]:
+    raise ValueError(f'alpha must be H×W = {rgb.shape[:2]}, got shape {np.shape(alpha)}')
+
+  if bits == 16 and not (gray and alpha is None and file_format != 'JPEG'):
+    what = 'JPEG' if file_format == 'JPEG' else 'gray+alpha' if gray else 'colour'
+    warnings.warn(f'{path}: Pillow {PIL.__version__} cannot write 16-bit {what}; '
+                  'writing 8 bits per sample', stacklevel=2)
+    bits = 8
+  channels = rgb.mean(axis=2, keepdims=True) if gray else rgb
+  if alpha is not None:
+    channels = np.concatenate([channels, np.asarray(alpha, np.float32)[..., None]], axis=2)
+  samples = _quantise(channels, bits)
+  image = PILImage.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
+  options = {'quality': JPEG_QUALITY} if file_format == 'JPEG' else {}
+
+  tmp = None
+  try:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.tmp-', suffix=path.suffix)
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
+    image.save(tmp, format=file_format, **options)
+    os.replace(tmp, path)
+  except BaseException as e:
+    if tmp is not None:
+      pathlib.Path(tmp).unlink(missing_ok=True)
+    if isinstance(e, OSError):
+      raise ImageError(path, f'cannot write ({type(e).__name__}: {e})') from e
+    raise
+
+
+def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
+  """The image files directly in ``folder`` (by extension, any case), sorted by name.
+
+  Hidden files (a leading '.', such as write_image's temporary files and macOS's
+  '._NAME' metadata) are skipped.
+  """
+  folder = pathlib.Path(folder)
+  if not folder.is_dir():
+    raise ImageError(folder, 'no such folder')
+  images = [p for p in folder.iterdir()
+            if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith('.') and p.is_file()]
+  return sorted(images, key=lambda p: p.name)
+
+
+def _quantise(x: np.ndarray, bits: int) -> np.ndarray:
+  """Clamp to [0, 1], scale to 2**bits - 1 and round to nearest (ties to even), in float32."""
+  top = np.float32(2 ** bits - 1)
+  scaled = np.clip(x.astype(np.float32), np.float32(0), np.float32(1)) * top
+  return np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+def _png_header(head: bytes) -> tuple[int, int]:
+  """A PNG's bit depth and colour type from the first 26 bytes of the file (IHDR comes first)."""
+  if len(head) < 26 or head[:8] != _PNG_SIGNATURE or head[12:16] != b'IHDR':
+    return 8, -1
+  return head[24], head[25]
+
+
+def _tiff_bits_per_sample(im: PILImage.Image) -> tuple[int, ...]:
+  """A TIFF's BitsPerSample tag (258); (8,) for other formats."""
+  if im.format != 'TIFF':
+    return (8,)
+  value = im.tag_v2.get(258, 8)
+  return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
+def _umask() -> int:
+  """The process's umask (reading it means setting it: set it straight back)."""
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
