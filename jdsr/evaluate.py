@@ -1,0 +1,218 @@
+"""Evaluation: restore a list of images, score them, write tables, images and figures.
+
+``evaluate(model, items, ...)`` is what ``eval.py`` runs. An item is one input
+image with, optionally, its ground truth. For each it restores the input
+(``jdsr.restore``), scores it with the paper's PSNR/SSIM against the ground
+truth, scores the bicubic upscaling of the input as the baseline, and writes:
+
+* ``results.csv``: one row per image (name, psnr, ssim, bicubic_psnr,
+  bicubic_ssim, seconds), flushed row by row so nothing is lost on a crash;
+* ``summary.json``: the means, the settings and the images that failed;
+* ``images/NAME.png``: the restored image, grayscale, alpha and 16-bit depth
+  kept as in the input (atomic writes, never over an input);
+* ``figures/NAME.png``: bicubic | ours | ground truth, with a zoomed crop.
+
+A file that cannot be read gets a one-line error naming it; the others are
+still done.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import pathlib
+import sys
+import time
+from typing import Iterable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from jdsr import figures, imageio, layers, metrics
+from jdsr.data import reds
+from jdsr.model import JDSR
+from jdsr.restore import restore, upscale_bicubic
+
+FIELDS = ('name', 'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'seconds')
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+  """One image to restore: its name, input path, and ground-truth path if any."""
+  name: str
+  input: pathlib.Path
+  target: pathlib.Path | None = None
+
+
+def reds_items(root: str | os.PathLike, subset: str = 'val300') -> list[Item]:
+  """The REDS validation frames (``subset`` 'val300' or 'val'), official layout."""
+  if subset not in ('val300', 'val'):
+    raise ValueError(f"subset must be 'val300' or 'val', got {subset!r}")
+  frames = reds.list_frames(root, split='val', subset='val300' if subset == 'val300' else None)
+  return [Item(f.id, f.blur_lr, f.sharp_hr) for f in frames]
+
+
+def folder_items(input_dir: str | os.PathLike,
+                 target_dir: str | os.PathLike | None = None) -> list[Item]:
+  """Every image of a folder; ground truths matched by file name (stem) when given."""
+  inputs = imageio.list_images(input_dir)
+  if not inputs:
+    raise imageio.ImageError(f'{input_dir}: no images (png, jpg, tif, bmp, webp) in this folder')
+  targets = {}
+  if target_dir:
+    targets = {p.stem: p for p in imageio.list_images(target_dir)}
+  return [Item(p.stem, p, targets.get(p.stem)) for p in inputs]
+
+
+@dataclasses.dataclass
+class Options:
+  tlsc: bool | layers.TLSC = True
+  ensemble: bool = False
+  tile: int | None = None
+  protocol: str = 'full'  # 'seed': crop REDS frames to 176/704 rows as the reference does
+  save_images: bool = True
+  save_figures: bool = True
+  reference_outputs: str | None = None  # folder of the official test script's outputs
+
+
+def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
+             options: Options | None = None, *, progress: bool = True) -> dict:
+  """Restore and score every item; returns the summary also written to summary.json."""
+  options = options or Options()
+  if options.protocol not in ('full', 'seed'):
+    raise ValueError(f"protocol must be 'full' or 'seed', got {options.protocol!r}")
+  out = pathlib.Path(output_dir)
+  out.mkdir(parents=True, exist_ok=True)
+  protected = {p.resolve() for item in items for p in (item.input, item.target) if p}
+  rows, failed = [], []
+  with open(out / 'results.csv', 'w', newline='') as f:
+    writer = csv.DictWriter(f, FIELDS + (('reference_psnr',) if options.reference_outputs else ()))
+    writer.writeheader()
+    bar = tqdm(items, desc='restoring', unit='image', disable=not progress, file=sys.stderr)
+    for item in bar:
+      try:
+        row = _one(model, item, out, options, protected)
+      except (imageio.ImageError, reds.REDSError, ValueError, OSError) as e:
+        message = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if item.input.name not in message:
+          message = f'{item.input}: {message}'
+        tqdm.write(f'error: {message}', file=sys.stderr)
+        failed.append({'name': item.name, 'error': message})
+        continue
+      writer.writerow({k: _fmt(v) for k, v in row.items()})
+      f.flush()
+      rows.append(row)
+      if 'psnr' in row and row['psnr'] is not None:
+        bar.set_postfix(psnr=f"{np.mean([r['psnr'] for r in rows if r['psnr'] is not None]):.2f}")
+  summary = _summary(rows, failed, options, len(items))
+  _write_json(out / 'summary.json', summary)
+  return summary
+
+
+def _one(model, item: Item, out: pathlib.Path, options: Options, protected: set) -> dict:
+  source = imageio.read_image(item.input)
+  lr = source.rgb
+  hr = imageio.read_image(item.target).rgb if item.target else None
+  if options.protocol == 'seed':
+    if hr is None:
+      raise ValueError(f'{item.input}: the seed protocol needs the ground truth')
+    lr, hr = reds.crop_like_reference(lr, hr)
+  if hr is not None and hr.shape[:2] != (4 * lr.shape[0], 4 * lr.shape[1]):
+    raise ValueError(f'{item.target}: ground truth is {hr.shape[1]}x{hr.shape[0]}, expected 4x '
+                     f'the input ({4 * lr.shape[1]}x{4 * lr.shape[0]})')
+  start = time.perf_counter()
+  sr = restore(model, lr, tlsc=options.tlsc, ensemble=options.ensemble, tile=options.tile)
+  seconds = time.perf_counter() - start
+  row = {'name': item.name, 'psnr': None, 'ssim': None, 'bicubic_psnr': None,
+         'bicubic_ssim': None, 'seconds': seconds}
+  bicubic = figures.bicubic_upscale(lr)
+  if hr is not None:
+    row.update(psnr=metrics.psnr(sr, hr), ssim=metrics.ssim(sr, hr),
+               bicubic_psnr=metrics.psnr(bicubic, hr), bicubic_ssim=metrics.ssim(bicubic, hr))
+  if options.reference_outputs:
+    row['reference_psnr'] = _reference_psnr(sr, options.reference_outputs, item.name)
+  if options.save_images:  # in the source's layout: grayscale, alpha and bit depth kept
+    alpha = None if source.alpha is None else upscale_bicubic(source.alpha)
+    _write(out / 'images' / f'{item.name}.png', protected,
+           lambda p: imageio.write_image(p, sr, alpha, bits=source.bits, gray=source.gray))
+  if options.save_figures:
+    panels = [(_label('bicubic', row['bicubic_psnr']), bicubic), (_label('ours', row['psnr']), sr)]
+    if hr is not None:
+      panels.append(('ground truth', hr))
+    figure = figures.side_by_side(panels, subtitle=item.name)
+    _write(out / 'figures' / f'{item.name}.png', protected,
+           lambda p: figures.save_figure(p, figure))
+  return row
+
+
+def _reference_psnr(sr: np.ndarray, folder: str, name: str) -> float:
+  """PSNR between our output and the official script's output of the same image."""
+  matches = [p for p in imageio.list_images(folder) if p.stem == name]
+  if not matches:
+    raise ValueError(f'{folder}: no reference output named {name}.*')
+  ref = imageio.read_image(matches[0]).rgb
+  if ref.shape != sr.shape:
+    raise ValueError(f'{matches[0]}: reference output is {ref.shape[1]}x{ref.shape[0]}, '
+                     f'ours is {sr.shape[1]}x{sr.shape[0]}')
+  return metrics.psnr(sr, ref)
+
+
+def _write(path: pathlib.Path, protected: set, write) -> None:
+  if path.resolve() in protected:
+    raise ValueError(f'{path}: refusing to write over an input image; choose another output dir')
+  write(path)
+
+
+def _label(what: str, psnr: float | None) -> str:
+  return what if psnr is None else f'{what} {psnr:.2f} dB'
+
+
+def _fmt(value):
+  if isinstance(value, float):
+    return f'{value:.4f}' if math.isfinite(value) else str(value)
+  return '' if value is None else value
+
+
+def _mean(rows: Iterable[dict], key: str) -> float | None:
+  values = [r[key] for r in rows if r.get(key) is not None]
+  return float(np.mean(values)) if values else None
+
+
+def _summary(rows: list[dict], failed: list[dict], options: Options, total: int) -> dict:
+  tlsc = options.tlsc
+  return {
+      'images': total,
+      'restored': len(rows),
+      'scored': sum(r['psnr'] is not None for r in rows),
+      'failed': failed,
+      'mean': {k: _mean(rows, k) for k in FIELDS[1:] + ('reference_psnr',)
+               if any(k in r for r in rows)},
+      'settings': {
+          'tlsc': dataclasses.asdict(layers.TLSC() if tlsc is True else tlsc) if tlsc else None,
+          'ensemble': options.ensemble, 'tile': options.tile, 'protocol': options.protocol,
+      },
+  }
+
+
+def _write_json(path: pathlib.Path, data: dict) -> None:
+  tmp = path.with_name(path.name + '.tmp')
+  tmp.write_text(json.dumps(data, indent=2, default=str) + '\n')
+  os.replace(tmp, path)
+
+
+def table(summary: dict) -> str:
+  """The summary as a small text table: ours and the bicubic baseline."""
+  mean = summary['mean']
+  lines = [f"{'':10s} {'PSNR (dB)':>10s} {'SSIM':>8s}"]
+  for label, p, s in (('ours', 'psnr', 'ssim'), ('bicubic', 'bicubic_psnr', 'bicubic_ssim')):
+    if mean.get(p) is not None:
+      lines.append(f'{label:10s} {mean[p]:10.3f} {mean[s]:8.4f}')
+  if mean.get('reference_psnr') is not None:
+    lines.append(f"ours vs the official outputs: {mean['reference_psnr']:.2f} dB PSNR")
+  lines.append(f"{summary['restored']} of {summary['images']} images restored, "
+               f"{summary['scored']} scored, {len(summary['failed'])} failed; "
+               f"{mean.get('seconds') or 0:.2f} s per image")
+  return '\n'.join(lines)
