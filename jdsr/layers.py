@@ -8,7 +8,7 @@ official implementation exactly (see SPEC.md in the project notes):
 * ``downsample2`` / ``upsample2``: ``nn.Upsample(scale_factor=0.5 | 2,
   mode='bilinear', align_corners=False)``.
 * ``pixel_shuffle``: ``nn.PixelShuffle`` in PyTorch's channel order.
-* ``GlobalPool`` / ``TLSC``: ``nn.AdaptiveAvgPool2d(1)`` and its test-time
+* ``global_pool`` / ``TLSC``: ``nn.AdaptiveAvgPool2d(1)`` and its test-time
   local-statistics replacement.
 """
 
