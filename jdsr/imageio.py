@@ -9,19 +9,24 @@ ICC profiles are ignored and CMYK is converted to RGB by Pillow's naive formula.
 ``write_image`` writes PNG, JPEG (quality 95) or TIFF by the file's extension,
 atomically: a temporary file in the same folder, then ``os.replace``.
 
-16-bit samples (found by experiment with Pillow 13):
+16-bit samples:
 
-* Grayscale: full depth both ways. Pillow reads 16-bit gray PNG and TIFF as
-  mode 'I;16' / 'I;16B' (and 32-bit integer TIFF as 'I', clipped to
-  [0, 65535] here), and writes mode 'I;16' to PNG and TIFF.
-* Colour: NOT supported. Pillow 13 has no 16-bit multi-channel mode ('RGB;16'
-  and friends are gone: ``Image.new``, ``frombytes`` and ``fromarray`` reject
-  them), so it decodes 16-bit RGB, RGBA and gray+alpha PNG and 16-bit RGB(A)
-  TIFF to 8-bit 'RGB' / 'RGBA' by keeping the high byte of each sample,
-  silently. ``read_image`` detects this (the PNG header's bit depth, the TIFF
-  BitsPerSample tag), warns, and reports ``bits=8``: the precision of the data
-  it returns. It cannot write 16-bit colour (or gray+alpha) either:
-  ``write_image(..., bits=16)`` writes those at 8 bits and warns.
+* Grayscale: full depth both ways, through Pillow. Pillow 13 reads 16-bit gray
+  PNG and TIFF as mode 'I;16' / 'I;16B' (and 32-bit integer TIFF as 'I',
+  clipped to [0, 65535] here), and writes mode 'I;16' to PNG and TIFF.
+* Colour: full depth both ways, through pypng and tifffile. Pillow 13 has no
+  16-bit multi-channel mode and decodes 16-bit RGB, RGBA and gray+alpha PNG and
+  16-bit RGB(A) TIFF to 8 bits by keeping the high byte. ``read_image`` detects
+  these files (the PNG header's bit depth, the TIFF BitsPerSample tag) and
+  decodes them again at full depth: PNG with pypng (tRNS, interlace and
+  sBIT handled by ``png.Reader.asDirect``; EXIF orientation applied), TIFF with
+  tifffile (the TIFF orientation tag applied; associated alpha un-premultiplied).
+  ``write_image(..., bits=16)`` writes RGB, RGBA and gray+alpha PNG with pypng and
+  RGB and RGBA TIFF with tifffile, all at 16 bits per sample.
+* Still 8 bits, with a warning: JPEG (``bits=16`` is written at 8 bits), 16-bit
+  gray+alpha TIFF output (Pillow cannot read it back), and 16-bit colour TIFFs
+  whose layout tifffile's decode does not give as uint16 RGB(A) (then Pillow's
+  8-bit decode is returned with ``bits=8``).
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import tempfile
 import warnings
 
 import numpy as np
-import PIL
+import png  # pypng: 16-bit colour PNG, which Pillow 13 cannot decode or encode
+import tifffile  # 16-bit colour TIFF, likewise
 from PIL import Image as PILImage
 from PIL import ImageOps
 
@@ -61,8 +67,8 @@ class Image:
 
   rgb: float32 H×W×3 in [0, 1]; a grayscale source is replicated to 3 channels.
   alpha: float32 H×W in [0, 1], or None when the source has no transparency.
-  bits: 8 or 16, the bit depth of the samples in ``rgb`` (8 for 16-bit colour
-    sources, which Pillow reduces to 8 bits: see the module docstring).
+  bits: 8 or 16, the bit depth of the samples in ``rgb`` (16 for 16-bit gray and
+    colour sources, which are read at full depth: see the module docstring).
   gray: the source had one colour channel.
   """
   rgb: np.ndarray
@@ -74,7 +80,8 @@ class Image:
 def read_image(path: str | os.PathLike) -> Image:
   """Reads an image file; raises ``ImageError`` if it is missing, empty, corrupt or unsupported.
 
-  Warns when Pillow reduced 16-bit colour samples to 8 bits (see the module docstring).
+  16-bit colour PNG and TIFF are decoded at full depth with pypng / tifffile (see the
+  module docstring).
   Multi-frame files (GIF, multi-page TIFF) give their first frame. The transparent
   value of a 16-bit gray PNG (tRNS) is ignored: Pillow has no 16-bit gray+alpha mode.
   """
@@ -95,6 +102,7 @@ def read_image(path: str | os.PathLike) -> Image:
       with PILImage.open(f) as im:
         im.load()
         source_format, tiff_bits = im.format, _tiff_bits_per_sample(im)
+        exif_orientation = im.getexif().get(_ORIENTATION_TAG, 1) if source_format == 'PNG' else 1
         im = ImageOps.exif_transpose(im)  # a TIFF's orientation was applied by im.load()
   except PILImage.UnidentifiedImageError:
     raise ImageError(path, 'not an image (or a format Pillow cannot read)') from None
@@ -124,8 +132,11 @@ def read_image(path: str | os.PathLike) -> Image:
   else:
     reduced = source_format == 'TIFF' and max(tiff_bits) > 8
   if reduced:
-    warnings.warn(f'{path}: 16-bit colour image read at 8 bits per sample (Pillow '
-                  f'{PIL.__version__} cannot decode 16-bit colour at full depth)', stacklevel=2)
+    deep = _read_png16(path, exif_orientation) if source_format == 'PNG' else _read_tiff16(path)
+    if deep is not None:
+      return deep
+    warnings.warn(f'{path}: 16-bit colour image read at 8 bits per sample (its TIFF '
+                  'layout is not uint16 RGB or RGBA)', stacklevel=2)
   return Image(np.ascontiguousarray(rgb), alpha, 8, gray)
 
 
@@ -137,8 +148,9 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
   gray: write one channel, the mean of the three (an RGB network's output for a
     grayscale source has three nearly equal channels).
   alpha: float H×W in [0, 1], written as an alpha channel (LA or RGBA); JPEG has none.
-  bits: 8 or 16. 16 bits are written only for grayscale without alpha to PNG or
-    TIFF; anything else is written at 8 bits with a warning (see the module docstring).
+  bits: 8 or 16. 16 bits are written to PNG (gray, gray+alpha, RGB, RGBA) and TIFF
+    (gray, RGB, RGBA); JPEG and gray+alpha TIFF are written at 8 bits with a warning
+    (see the module docstring).
 
   Quantisation: clamp to [0, 1], ×(2**bits - 1), round to nearest (ties to even) in
   float32, the same as ``jdsr.metrics.to_uint8`` for 8 bits. The write is atomic:
@@ -164,17 +176,22 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
   if alpha is not None and np.shape(alpha) != rgb.shape[:2]:
     raise ValueError(f'alpha must be H×W = {rgb.shape[:2]}, got shape {np.shape(alpha)}')
 
-  if bits == 16 and not (gray and alpha is None and file_format != 'JPEG'):
-    what = 'JPEG' if file_format == 'JPEG' else 'gray+alpha' if gray else 'colour'
-    warnings.warn(f'{path}: Pillow {PIL.__version__} cannot write 16-bit {what}; '
-                  'writing 8 bits per sample', stacklevel=2)
+  if bits == 16 and (file_format == 'JPEG' or (file_format == 'TIFF' and gray and alpha is not None)):
+    what = 'JPEG' if file_format == 'JPEG' else 'gray+alpha TIFF'
+    warnings.warn(f'{path}: cannot write 16-bit {what}; writing 8 bits per sample', stacklevel=2)
     bits = 8
   channels = rgb.mean(axis=2, keepdims=True) if gray else rgb
   if alpha is not None:
     channels = np.concatenate([channels, np.asarray(alpha, np.float32)[..., None]], axis=2)
   samples = _quantise(channels, bits)
-  image = PILImage.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
-  options = {'quality': JPEG_QUALITY} if file_format == 'JPEG' else {}
+  if bits == 16 and samples.shape[2] > 1:  # 16-bit multi-channel: Pillow has no mode for it
+    save = _png16_saver(samples) if file_format == 'PNG' else _tiff16_saver(samples)
+  else:
+    image = PILImage.fromarray(samples[..., 0] if samples.shape[2] == 1 else samples)
+    options = {'quality': JPEG_QUALITY} if file_format == 'JPEG' else {}
+
+    def save(target: str) -> None:
+      image.save(target, format=file_format, **options)
 
   tmp = None
   try:
@@ -182,7 +199,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.tmp-', suffix=path.suffix)
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
-    image.save(tmp, format=file_format, **options)
+    save(tmp)
     os.replace(tmp, path)
   except BaseException as e:
     if tmp is not None:
@@ -211,6 +228,85 @@ def _quantise(x: np.ndarray, bits: int) -> np.ndarray:
   top = np.float32(2 ** bits - 1)
   scaled = np.clip(x.astype(np.float32), np.float32(0), np.float32(1)) * top
   return np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
+
+
+_ORIENTATION_TAG = 0x0112  # EXIF and TIFF Orientation (274)
+
+
+def _orient(pixels: np.ndarray, orientation) -> np.ndarray:
+  """Applies an EXIF/TIFF orientation (1-8) to H×W×C pixels, as ``ImageOps.exif_transpose`` does."""
+  transforms = {
+      2: lambda a: a[:, ::-1],
+      3: lambda a: a[::-1, ::-1],
+      4: lambda a: a[::-1],
+      5: lambda a: a.swapaxes(0, 1),
+      6: lambda a: np.rot90(a, -1),
+      7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+      8: lambda a: np.rot90(a, 1),
+  }
+  transform = transforms.get(orientation)
+  return np.ascontiguousarray(pixels if transform is None else transform(pixels))
+
+
+def _read_png16(path: pathlib.Path, orientation) -> Image:
+  """A 16-bit colour or gray+alpha PNG at full depth, with pypng."""
+  try:
+    with open(path, 'rb') as f:
+      width, height, rows, info = png.Reader(file=f).asDirect()
+      pixels = np.array([np.asarray(row) for row in rows])
+  except Exception as e:
+    raise ImageError(path, f'cannot read 16-bit PNG ({type(e).__name__}: {e})') from e
+  planes = info['planes']
+  pixels = pixels.reshape(height, width, planes).astype(np.float32)
+  pixels = _orient(pixels / np.float32(2 ** info['bitdepth'] - 1), orientation)
+  gray = info['greyscale']
+  rgb = np.repeat(pixels[..., :1], 3, axis=2) if gray else pixels[..., :3]
+  alpha = pixels[..., -1].copy() if info['alpha'] else None
+  return Image(np.ascontiguousarray(rgb), alpha, 16 if info['bitdepth'] > 8 else 8, gray)
+
+
+def _read_tiff16(path: pathlib.Path) -> Image | None:
+  """A 16-bit RGB(A) TIFF's first page at full depth, with tifffile; None if not uint16 RGB(A)."""
+  try:
+    with tifffile.TiffFile(path) as tif:
+      page = tif.pages[0]
+      pixels, axes = page.asarray(), page.axes
+      photometric, extrasamples = page.photometric, tuple(page.extrasamples)
+      orientation = page.tags[274].value if 274 in page.tags else 1
+  except Exception as e:
+    raise ImageError(path, f'cannot read 16-bit TIFF ({type(e).__name__}: {e})') from e
+  if (pixels.dtype != np.uint16 or photometric != tifffile.PHOTOMETRIC.RGB
+      or sorted(axes) != ['S', 'X', 'Y'] or pixels.shape[axes.index('S')] not in (3, 4)):
+    return None
+  pixels = np.moveaxis(pixels, [axes.index('Y'), axes.index('X')], [0, 1])
+  pixels = _orient(pixels.astype(np.float32) / np.float32(65535), int(orientation))
+  rgb, alpha = pixels[..., :3], (pixels[..., 3].copy() if pixels.shape[2] == 4 else None)
+  if alpha is not None and extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,):
+    rgb = np.clip(np.divide(rgb, alpha[..., None], out=np.zeros_like(rgb),
+                            where=alpha[..., None] > 0), 0, 1)  # premultiplied: undo it
+  return Image(np.ascontiguousarray(rgb), alpha, 16, False)
+
+
+def _png16_saver(samples: np.ndarray):
+  """Writes H×W×C uint16 samples (C = 2, 3, 4) as a 16-bit PNG with pypng."""
+  h, w, c = samples.shape
+  writer = png.Writer(w, h, greyscale=c == 2, alpha=c in (2, 4), bitdepth=16)
+  big_endian = samples.astype('>u2').reshape(h, w * c)
+
+  def save(target: str) -> None:
+    with open(target, 'wb') as f:
+      writer.write_packed(f, (row.tobytes() for row in big_endian))
+  return save
+
+
+def _tiff16_saver(samples: np.ndarray):
+  """Writes H×W×C uint16 samples (C = 3, 4) as a 16-bit RGB(A) TIFF with tifffile."""
+  extrasamples = ('unassalpha',) if samples.shape[2] == 4 else None
+
+  def save(target: str) -> None:
+    tifffile.imwrite(target, samples, photometric='rgb', planarconfig='contig',
+                     extrasamples=extrasamples)
+  return save
 
 
 def _png_header(head: bytes) -> tuple[int, int]:

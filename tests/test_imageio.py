@@ -114,41 +114,82 @@ def test_32bit_integer_tiff_is_read_as_16bit_gray_clipped(tmp_path):
   np.testing.assert_array_equal(image.rgb[0, :, 2], np.float32([0, 0, 300 / 65535, 1, 1]))
 
 
-def test_16bit_rgb_png_is_read_at_8bits_with_a_warning(tmp_path):
-  # Pillow 13 keeps the high byte of each sample: if a later Pillow reads 16-bit
-  # colour at full depth, this fails, and imageio should support it.
-  samples = _rng().integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+def _deep_samples(shape) -> np.ndarray:
+  """Random uint16 samples, none a multiple of 257, so an 8-bit path cannot keep them."""
+  samples = _rng().integers(0, 65536, shape, dtype=np.uint16)
+  samples[samples % 257 == 0] += 1
+  return samples
+
+
+def test_16bit_rgb_png_is_read_at_full_depth(tmp_path):
+  samples = _deep_samples((5, 6, 3))
   _png16(tmp_path / 'deep.png', samples)
-  with pytest.warns(UserWarning, match=r'deep\.png: 16-bit colour image read at 8 bits'):
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
     image = read_image(tmp_path / 'deep.png')
-  assert (image.bits, image.gray, image.alpha) == (8, False, None)
-  np.testing.assert_array_equal(image.rgb, (samples >> 8).astype(np.float32) / 255)
+  assert (image.bits, image.gray, image.alpha) == (16, False, None)
+  assert image.rgb.dtype == np.float32 and image.rgb.shape == (5, 6, 3)
+  np.testing.assert_array_equal(image.rgb, samples.astype(np.float32) / 65535)
 
 
-def test_16bit_rgba_and_gray_alpha_png_are_read_at_8bits_with_a_warning(tmp_path):
-  samples = _rng().integers(0, 65536, (5, 6, 4), dtype=np.uint16)
+def test_16bit_rgba_and_gray_alpha_png_are_read_at_full_depth(tmp_path):
+  samples = _deep_samples((5, 6, 4))
   _png16(tmp_path / 'rgba.png', samples)
-  with pytest.warns(UserWarning, match=r'rgba\.png: 16-bit colour'):
-    image = read_image(tmp_path / 'rgba.png')
-  assert (image.bits, image.gray) == (8, False)
-  np.testing.assert_array_equal(image.alpha, (samples[..., 3] >> 8).astype(np.float32) / 255)
+  image = read_image(tmp_path / 'rgba.png')
+  assert (image.bits, image.gray) == (16, False)
+  np.testing.assert_array_equal(image.rgb, samples[..., :3].astype(np.float32) / 65535)
+  np.testing.assert_array_equal(image.alpha, samples[..., 3].astype(np.float32) / 65535)
 
-  _png16(tmp_path / 'la.png', samples[..., :2])  # Pillow reads it as 8-bit RGBA
-  with pytest.warns(UserWarning, match=r'la\.png: 16-bit colour'):
-    image = read_image(tmp_path / 'la.png')
-  assert (image.bits, image.gray) == (8, True)
+  _png16(tmp_path / 'la.png', samples[..., :2])
+  image = read_image(tmp_path / 'la.png')
+  assert (image.bits, image.gray) == (16, True)
   for c in range(3):
-    np.testing.assert_array_equal(image.rgb[..., c], (samples[..., 0] >> 8).astype(np.float32) / 255)
-  np.testing.assert_array_equal(image.alpha, (samples[..., 1] >> 8).astype(np.float32) / 255)
+    np.testing.assert_array_equal(image.rgb[..., c], samples[..., 0].astype(np.float32) / 65535)
+  np.testing.assert_array_equal(image.alpha, samples[..., 1].astype(np.float32) / 65535)
 
 
-def test_16bit_rgb_tiff_is_read_at_8bits_with_a_warning(tmp_path):
-  samples = _rng().integers(0, 65536, (5, 6, 3), dtype=np.uint16)
+def test_16bit_rgb_png_written_by_pypng_is_read_at_full_depth(tmp_path):
+  import png
+  samples = _deep_samples((4, 7, 3))
+  with open(tmp_path / 'pypng.png', 'wb') as f:
+    png.Writer(7, 4, greyscale=False, bitdepth=16).write(f, samples.reshape(4, 21).tolist())
+  image = read_image(tmp_path / 'pypng.png')
+  assert (image.bits, image.gray, image.alpha) == (16, False, None)
+  np.testing.assert_array_equal(image.rgb, samples.astype(np.float32) / 65535)
+
+
+def test_16bit_rgb_tiff_is_read_at_full_depth(tmp_path):
+  samples = _deep_samples((5, 6, 3))
   _tiff16_rgb(tmp_path / 'deep.tif', samples)
-  with pytest.warns(UserWarning, match=r'deep\.tif: 16-bit colour image read at 8 bits'):
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
     image = read_image(tmp_path / 'deep.tif')
-  assert image.bits == 8
-  np.testing.assert_array_equal(image.rgb, (samples >> 8).astype(np.float32) / 255)
+  assert (image.bits, image.gray, image.alpha) == (16, False, None)
+  np.testing.assert_array_equal(image.rgb, samples.astype(np.float32) / 65535)
+
+
+@pytest.mark.parametrize('orientation', range(1, 9))
+def test_orientation_is_applied_to_16bit_rgb_tiff(tmp_path, orientation):
+  import tifffile
+  samples = _deep_samples((3, 4, 3))
+  tifffile.imwrite(tmp_path / 'in.tif', samples, photometric='rgb', metadata=None,
+                   extratags=[(274, 3, 1, orientation, True)])
+  image = read_image(tmp_path / 'in.tif')
+  assert image.bits == 16
+  expected = _UPRIGHT[orientation](samples).astype(np.float32) / 65535
+  np.testing.assert_array_equal(image.rgb, expected)
+
+
+def test_exif_orientation_is_applied_to_16bit_rgb_png(tmp_path):
+  samples = _deep_samples((3, 4, 3))
+  _png16(tmp_path / 'plain.png', samples)
+  exif = _orientation_6().tobytes()  # an eXIf chunk (Pillow cannot write a 16-bit RGB PNG)
+  data = (tmp_path / 'plain.png').read_bytes()
+  chunk = struct.pack('>I', len(exif)) + b'eXIf' + exif + struct.pack('>I', zlib.crc32(b'eXIf' + exif))
+  (tmp_path / 'rotated.png').write_bytes(data[:33] + chunk + data[33:])  # after IHDR
+  image = read_image(tmp_path / 'rotated.png')
+  assert image.bits == 16
+  np.testing.assert_array_equal(image.rgb, _UPRIGHT[6](samples).astype(np.float32) / 65535)
 
 
 def test_no_warning_for_8bit_and_16bit_gray_files(tmp_path):
@@ -161,24 +202,67 @@ def test_no_warning_for_8bit_and_16bit_gray_files(tmp_path):
       read_image(tmp_path / name)
 
 
-@pytest.mark.parametrize('suffix', ['.png', '.tif'])
-@pytest.mark.parametrize('gray', [False, True])
-def test_16bit_colour_and_gray_alpha_writes_fall_back_to_8bits_with_a_warning(tmp_path, suffix, gray):
-  rgb = _rng().random((4, 5, 3), dtype=np.float32)
-  alpha = np.full((4, 5), 0.5, np.float32) if gray else None
+@pytest.mark.parametrize('suffix, gray, with_alpha', [
+    ('.png', False, False), ('.png', False, True), ('.png', True, True),
+    ('.tif', False, False), ('.tif', False, True)])
+def test_16bit_colour_and_alpha_round_trip_is_exact(tmp_path, suffix, gray, with_alpha):
+  samples = _deep_samples((5, 6, 4))
+  values = samples.astype(np.float32) / 65535
+  rgb = np.repeat(values[..., :1], 3, axis=2) if gray else values[..., :3]
+  alpha = values[..., 3] if with_alpha else None
   path = tmp_path / f'out{suffix}'
-  with pytest.warns(UserWarning, match=rf'out\{suffix}: Pillow .* cannot write 16-bit'):
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
     write_image(path, rgb, alpha, bits=16, gray=gray)
-  with PILImage.open(path) as written:
-    assert written.mode == ('LA' if gray else 'RGB')
-  image = read_image(path)
-  assert image.bits == 8
-  expected = rgb.mean(axis=2, keepdims=True) if gray else rgb
-  np.testing.assert_allclose(image.rgb, np.broadcast_to(expected, rgb.shape), atol=0.5 / 255 + 1e-6)
+    image = read_image(path)
+  assert (image.bits, image.gray) == (16, gray)
+  np.testing.assert_array_equal(image.rgb, rgb)
+  if with_alpha:
+    np.testing.assert_array_equal(image.alpha, alpha)
+  else:
+    assert image.alpha is None
+  assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_16bit_gray_alpha_tiff_write_falls_back_to_8bits_with_a_warning(tmp_path):
+  rgb = _rng().random((4, 5, 3), dtype=np.float32)
+  alpha = np.full((4, 5), 0.5, np.float32)
+  with pytest.warns(UserWarning, match=r'out\.tif: cannot write 16-bit gray\+alpha TIFF'):
+    write_image(tmp_path / 'out.tif', rgb, alpha, bits=16, gray=True)
+  with PILImage.open(tmp_path / 'out.tif') as written:
+    assert written.mode == 'LA'
+  image = read_image(tmp_path / 'out.tif')
+  assert (image.bits, image.gray) == (8, True)
+  np.testing.assert_allclose(image.rgb, np.broadcast_to(rgb.mean(axis=2, keepdims=True), rgb.shape),
+                             atol=0.5 / 255 + 1e-6)
+
+
+def test_failed_16bit_colour_write_leaves_nothing(tmp_path, monkeypatch):
+  import png
+
+  def fail(self, outfile, rows):
+    outfile.write(b'\x89PNG partial')
+    raise OSError('disk full')
+  monkeypatch.setattr(png.Writer, 'write_packed', fail)
+  with pytest.raises(ImageError, match='disk full') as error:
+    write_image(tmp_path / 'out.png', np.zeros((4, 4, 3), np.float32), bits=16)
+  _assert_one_line_naming(error, 'out.png')
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_corrupt_16bit_colour_png_is_an_image_error(tmp_path):
+  samples = _deep_samples((5, 6, 3))
+  _png16(tmp_path / 'deep.png', samples)
+  data = bytearray((tmp_path / 'deep.png').read_bytes())
+  data[-20] ^= 0xFF  # inside IDAT: bad CRC
+  (tmp_path / 'bad.png').write_bytes(bytes(data))
+  with pytest.raises(ImageError) as error:
+    read_image(tmp_path / 'bad.png')
+  _assert_one_line_naming(error, 'bad.png')
 
 
 def test_16bit_jpeg_write_falls_back_to_8bits_with_a_warning(tmp_path):
-  with pytest.warns(UserWarning, match=r'out\.jpg: .* cannot write 16-bit JPEG'):
+  with pytest.warns(UserWarning, match=r'out\.jpg: cannot write 16-bit JPEG'):
     write_image(tmp_path / 'out.jpg', np.zeros((4, 4, 3), np.float32), bits=16, gray=True)
   with PILImage.open(tmp_path / 'out.jpg') as written:
     assert written.mode == 'L'
