@@ -1,0 +1,181 @@
+"""The tf.data training pipeline (jdsr.data.pipeline)."""
+
+from __future__ import annotations
+
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from jdsr.data import degrade, pipeline
+
+KODAK = pathlib.Path(__file__).parents[2] / 'shared/data/photos/kodak24'
+N = 8  # synthetic examples
+LR_H, LR_W, SCALE, CROP = 24, 32, 4, 8
+
+
+def _np_dihedral(x: np.ndarray, k: int) -> np.ndarray:
+  """H×W×C, the convention of jdsr.inference.dihedral (bit 0 flip W, bit 1 flip H, bit 2 transpose)."""
+  if k & 1:
+    x = x[:, ::-1]
+  if k & 2:
+    x = x[::-1]
+  if k & 4:
+    x = x.transpose(1, 0, 2)
+  return x
+
+
+def _synthetic() -> tf.data.Dataset:
+  """N examples: blur_lr[y, x] = (y, x, 10·id), sharp_lr = 255 - blur_lr, sharp_hr = its 4× nearest upsample."""
+  ys, xs = np.mgrid[:LR_H, :LR_W]
+  blur = np.stack([np.stack([ys, xs, np.full_like(ys, 10 * i)], axis=-1) for i in range(N)]).astype(np.uint8)
+  hr = np.kron(blur, np.ones((1, SCALE, SCALE, 1), np.uint8))
+  return tf.data.Dataset.from_tensor_slices(
+      {'id': [f'ex{i}' for i in range(N)], 'blur_lr': blur, 'sharp_lr': 255 - blur, 'sharp_hr': hr})
+
+
+def _batches(seed: int = 0, count: int = 5, **kwargs) -> list[dict]:
+  options = dict(batch_size=4, seed=seed, lr_size=CROP, scale=SCALE, shuffle_buffer=N) | kwargs
+  return list(pipeline.as_numpy(pipeline.train_batches(_synthetic(), **options).take(count)))
+
+
+def _transform_of(blur: np.ndarray) -> tuple[int, int, int]:
+  """(k, h, w): the dihedral transform and LR corner that produce this blur_lr crop of _synthetic()."""
+  pixels = np.round(blur * 255).astype(int)
+  h, w = pixels[..., 0].min(), pixels[..., 1].min()
+  ys, xs = np.mgrid[h:h + CROP, w:w + CROP]
+  ref = np.stack([ys, xs], axis=-1)
+  ks = [k for k in range(8) if np.array_equal(_np_dihedral(ref, k), pixels[..., :2])]
+  assert len(ks) == 1, 'the blur crop is not a dihedral transform of an LR crop'
+  return ks[0], h, w
+
+
+def test_dihedral_matches_inference():
+  from jdsr import inference
+  x = np.random.default_rng(0).random((5, 5, 3)).astype(np.float32)
+  for k in range(8):
+    expected = np.asarray(inference.dihedral(x[None], k))[0]
+    np.testing.assert_array_equal(pipeline.dihedral(tf.constant(x), tf.constant(k)).numpy(), expected)
+    np.testing.assert_array_equal(_np_dihedral(x, k), expected)
+
+
+def test_batches_are_aligned_crops_with_all_transforms():
+  ks, corners = set(), set()
+  for batch in _batches(seed=3, count=30):
+    assert batch['blur_lr'].shape == batch['sharp_lr'].shape == (4, CROP, CROP, 3)
+    assert batch['sharp_hr'].shape == (4, SCALE * CROP, SCALE * CROP, 3)
+    for key in pipeline.IMAGE_KEYS:
+      assert batch[key].dtype == np.float32
+      assert 0 <= batch[key].min() and batch[key].max() <= 1
+    for i in range(4):
+      blur = batch['blur_lr'][i]
+      k, h, w = _transform_of(blur)
+      ks.add(k)
+      corners.add((h, w))
+      assert 0 <= h <= LR_H - CROP and 0 <= w <= LR_W - CROP
+      assert np.round(blur[0, 0, 2] * 255) == 10 * int(batch['id'][i].decode()[2:])
+      np.testing.assert_allclose(batch['sharp_lr'][i], 1 - blur, atol=1e-6)
+      np.testing.assert_array_equal(batch['sharp_hr'][i], np.kron(blur, np.ones((SCALE, SCALE, 1))))
+  assert ks == set(range(8))
+  assert len({h for h, _ in corners}) > 5 and len({w for _, w in corners}) > 5
+
+
+def test_crop_and_augment_is_deterministic_and_accepts_float():
+  example = next(iter(_synthetic()))
+  as_float = {k: tf.cast(v, tf.float32) / 255 if v.dtype == tf.uint8 else v for k, v in example.items()}
+  seed = tf.constant([7, 9], tf.int64)
+  first = pipeline.crop_and_augment(example, seed, CROP, SCALE)
+  for other in (pipeline.crop_and_augment(example, seed, CROP, SCALE),
+                pipeline.crop_and_augment(as_float, seed, CROP, SCALE)):
+    for key in pipeline.IMAGE_KEYS:
+      np.testing.assert_allclose(other[key].numpy(), first[key].numpy(), atol=1e-7)
+  draws = {_transform_of(pipeline.crop_and_augment(example, tf.constant([7, s], tf.int64), CROP, SCALE)
+                         ['blur_lr'].numpy()) for s in range(10)}
+  assert len(draws) > 1
+
+
+def test_same_seed_same_batches_other_seed_differs():
+  a, b, c = _batches(seed=1), _batches(seed=1), _batches(seed=2)
+  for x, y in zip(a, b):
+    for key in x:
+      np.testing.assert_array_equal(x[key], y[key])
+  assert any(not np.array_equal(x['blur_lr'], z['blur_lr']) for x, z in zip(a, c))
+
+
+def test_every_epoch_is_a_new_permutation():
+  epochs = [list(batch['id']) for batch in _batches(seed=0, count=4, batch_size=N)]
+  for ids in epochs:
+    assert sorted(ids) == sorted(f'ex{i}'.encode() for i in range(N))
+  assert len({tuple(ids) for ids in epochs}) > 1
+
+
+def test_shards_partition_the_ids():
+  ids = [[i for batch in _batches(count=-1, batch_size=1, shard=(index, 2), repeat=False)
+          for i in batch['id']] for index in range(2)]
+  assert len(ids[0]) == len(ids[1]) == N // 2
+  assert sorted(ids[0] + ids[1]) == sorted(f'ex{i}'.encode() for i in range(N))
+  with pytest.raises(ValueError, match='shard index'):
+    pipeline.train_batches(_synthetic(), batch_size=1, seed=0, shard=(2, 2))
+
+
+def test_too_small_is_an_error():
+  example = next(iter(_synthetic()))
+  with pytest.raises(ValueError, match='smaller than'):
+    pipeline.crop_and_augment(example, tf.constant([0, 0]), lr_size=LR_H + 1, scale=SCALE)
+  # Unknown static shapes: the error comes when the dataset is iterated.
+  ds = _synthetic().map(lambda e: {k: tf.numpy_function(lambda a: a, [v], v.dtype) for k, v in e.items()})
+  with pytest.raises(tf.errors.InvalidArgumentError, match='smaller than'):
+    next(iter(pipeline.train_batches(ds, batch_size=1, seed=0, lr_size=LR_H + 1, scale=SCALE)))
+  bad = dict(example, sharp_hr=example['sharp_hr'][:-4])
+  with pytest.raises(tf.errors.InvalidArgumentError, match='4× the LR size'):
+    pipeline.crop_and_augment(bad, tf.constant([0, 0]), lr_size=CROP, scale=SCALE)
+
+
+@pytest.fixture(scope='module')
+def photos(tmp_path_factory) -> pathlib.Path:
+  folder = tmp_path_factory.mktemp('photos')
+  for name in ('kodim01.png', 'kodim02.png', 'kodim03.png'):
+    (folder / name).symlink_to(KODAK / name)
+  return folder
+
+
+def _photo_elements(folder: pathlib.Path, seed: int, count: int) -> list[dict]:
+  return list(pipeline.as_numpy(pipeline.photo_examples(folder, degrade.Degradation(), seed).take(count)))
+
+
+def test_photo_examples(photos):
+  a, b = _photo_elements(photos, 0, 6), _photo_elements(photos, 0, 6)
+  assert [e['id'] for e in a] == [b'kodim01.png', b'kodim02.png', b'kodim03.png'] * 2
+  for e in a:
+    h, w = e['sharp_hr'].shape[:2]
+    with Image.open(photos / e['id'].decode()) as source:
+      assert (h, w) == (source.height // 4 * 4, source.width // 4 * 4)
+    assert e['blur_lr'].shape == e['sharp_lr'].shape == (h // 4, w // 4, 3)
+    assert all(e[key].dtype == np.float32 for key in pipeline.IMAGE_KEYS)
+  for x, y in zip(a, b):
+    for key in pipeline.IMAGE_KEYS:
+      np.testing.assert_array_equal(x[key], y[key])
+  for i in range(3):  # epoch 1 re-degrades the same photo with a new kernel
+    np.testing.assert_array_equal(a[i]['sharp_hr'], a[i + 3]['sharp_hr'])
+    assert not np.allclose(a[i]['blur_lr'], a[i + 3]['blur_lr'], atol=1e-3)
+  other = _photo_elements(photos, 1, 1)[0]
+  assert not np.allclose(other['blur_lr'], a[0]['blur_lr'], atol=1e-3)
+
+
+def test_photo_training_batches(photos):
+  batch = next(pipeline.as_numpy(pipeline.train_batches(
+      pipeline.photo_examples(photos, degrade.Degradation(), 0), batch_size=2, seed=0, shuffle_buffer=3)))
+  assert batch['blur_lr'].shape == (2, 64, 64, 3) and batch['sharp_hr'].shape == (2, 256, 256, 3)
+
+
+def test_photo_smaller_than_hr_crop_is_an_error(tmp_path):
+  Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(tmp_path / 'small.png')
+  ds = pipeline.train_batches(pipeline.photo_examples(tmp_path, degrade.Degradation(), 0),
+                              batch_size=1, seed=0, shuffle_buffer=1)
+  with pytest.raises(tf.errors.InvalidArgumentError, match='smaller than'):
+    next(iter(ds))
+  (tmp_path / 'empty').mkdir()
+  with pytest.raises(ValueError, match='no images'):
+    pipeline.photo_examples(tmp_path / 'empty', degrade.Degradation(), 0)
