@@ -16,7 +16,6 @@ Command line::
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import pickle

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-import jax
 from flax import nnx
 
 import jdsr

@@ -1,7 +1,6 @@
 """Test-time helpers: the ×8 self-ensemble."""
 
 import numpy as np
-import pytest
 
 import jax
 import jax.numpy as jnp
