@@ -27,17 +27,23 @@ def _np_dihedral(x: np.ndarray, k: int) -> np.ndarray:
   return x
 
 
-def _synthetic() -> tf.data.Dataset:
+def _examples(lr_h: int = LR_H) -> list[dict]:
   """N examples: blur_lr[y, x] = (y, x, 10·id), sharp_lr = 255 - blur_lr, sharp_hr = its 4× nearest upsample."""
-  ys, xs = np.mgrid[:LR_H, :LR_W]
-  blur = np.stack([np.stack([ys, xs, np.full_like(ys, 10 * i)], axis=-1) for i in range(N)]).astype(np.uint8)
-  hr = np.kron(blur, np.ones((1, SCALE, SCALE, 1), np.uint8))
-  return tf.data.Dataset.from_tensor_slices(
-      {'id': [f'ex{i}' for i in range(N)], 'blur_lr': blur, 'sharp_lr': 255 - blur, 'sharp_hr': hr})
+  ys, xs = np.mgrid[:lr_h, :LR_W]
+  out = []
+  for i in range(N):
+    blur = np.stack([ys, xs, np.full_like(ys, 10 * i)], axis=-1).astype(np.uint8)
+    out.append({'id': f'ex{i}', 'blur_lr': blur, 'sharp_lr': 255 - blur,
+                'sharp_hr': np.kron(blur, np.ones((SCALE, SCALE, 1), np.uint8))})
+  return out
+
+
+def _synthetic() -> pipeline.ArraySource:
+  return pipeline.ArraySource(_examples())
 
 
 def _batches(seed: int = 0, count: int = 5, **kwargs) -> list[dict]:
-  options = dict(batch_size=4, seed=seed, lr_size=CROP, scale=SCALE, shuffle_buffer=N) | kwargs
+  options = dict(batch_size=4, seed=seed, lr_size=CROP, scale=SCALE) | kwargs
   return list(pipeline.as_numpy(pipeline.train_batches(_synthetic(), **options).take(count)))
 
 
@@ -83,7 +89,7 @@ def test_batches_are_aligned_crops_with_all_transforms():
 
 
 def test_crop_and_augment_is_deterministic_and_accepts_float():
-  example = next(iter(_synthetic()))
+  example = {k: tf.constant(v) for k, v in _examples()[0].items()}
   as_float = {k: tf.cast(v, tf.float32) / 255 if v.dtype == tf.uint8 else v for k, v in example.items()}
   seed = tf.constant([7, 9], tf.int64)
   first = pipeline.crop_and_augment(example, seed, CROP, SCALE)
@@ -111,8 +117,31 @@ def test_every_epoch_is_a_new_permutation():
   assert len({tuple(ids) for ids in epochs}) > 1
 
 
+def test_resuming_at_any_position_gives_the_same_batches():
+  straight = _batches(seed=4, count=7, batch_size=3)  # 21 elements: 2 epochs and a bit
+  for k in (1, 3, 5):
+    resumed = _batches(seed=4, count=7 - k, batch_size=3, start=3 * k)
+    for x, y in zip(straight[k:], resumed, strict=True):
+      for key in x:
+        np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_resume_does_not_load_what_it_skips():
+  class Counting(pipeline.ArraySource):
+    loads = 0
+
+    def load(self, index, epoch):
+      Counting.loads += 1
+      return super().load(index, epoch)
+
+  ds = pipeline.train_batches(Counting(_examples()), batch_size=1, seed=0, lr_size=CROP,
+                              scale=SCALE, start=10_000 * N)
+  next(iter(ds))
+  assert Counting.loads < 4 * N  # prefetching, not 10,000 epochs
+
+
 def test_shards_partition_the_ids():
-  ids = [[i for batch in _batches(count=-1, batch_size=1, shard=(index, 2), repeat=False)
+  ids = [[i for batch in _batches(count=-1, batch_size=1, shard=(index, 2), epochs=1)
           for i in batch['id']] for index in range(2)]
   assert len(ids[0]) == len(ids[1]) == N // 2
   assert sorted(ids[0] + ids[1]) == sorted(f'ex{i}'.encode() for i in range(N))
@@ -121,13 +150,13 @@ def test_shards_partition_the_ids():
 
 
 def test_too_small_is_an_error():
-  example = next(iter(_synthetic()))
+  example = {k: tf.constant(v) for k, v in _examples()[0].items()}
   with pytest.raises(ValueError, match='smaller than'):
     pipeline.crop_and_augment(example, tf.constant([0, 0]), lr_size=LR_H + 1, scale=SCALE)
   # Unknown static shapes: the error comes when the dataset is iterated.
-  ds = _synthetic().map(lambda e: {k: tf.numpy_function(lambda a: a, [v], v.dtype) for k, v in e.items()})
   with pytest.raises(tf.errors.InvalidArgumentError, match='smaller than'):
-    next(iter(pipeline.train_batches(ds, batch_size=1, seed=0, lr_size=LR_H + 1, scale=SCALE)))
+    next(iter(pipeline.train_batches(_synthetic(), batch_size=1, seed=0, lr_size=LR_H + 1,
+                                     scale=SCALE)))
   bad = dict(example, sharp_hr=example['sharp_hr'][:-4])
   with pytest.raises(tf.errors.InvalidArgumentError, match='4× the LR size'):
     pipeline.crop_and_augment(bad, tf.constant([0, 0]), lr_size=CROP, scale=SCALE)
@@ -142,10 +171,12 @@ def photos(tmp_path_factory) -> pathlib.Path:
 
 
 def _photo_elements(folder: pathlib.Path, seed: int, count: int) -> list[dict]:
-  return list(pipeline.as_numpy(pipeline.photo_examples(folder, degrade.Degradation(), seed).take(count)))
+  source = pipeline.PhotoSource(folder, degrade.Degradation(), seed)
+  order = tf.data.Dataset.range(count).map(lambda j: (j // len(source), j % len(source)))
+  return list(pipeline.as_numpy(pipeline.examples(source, order)))
 
 
-def test_photo_examples(photos):
+def test_photo_source(photos):
   a, b = _photo_elements(photos, 0, 6), _photo_elements(photos, 0, 6)
   assert [e['id'] for e in a] == [b'kodim01.png', b'kodim02.png', b'kodim03.png'] * 2
   for e in a:
@@ -166,16 +197,16 @@ def test_photo_examples(photos):
 
 def test_photo_training_batches(photos):
   batch = next(pipeline.as_numpy(pipeline.train_batches(
-      pipeline.photo_examples(photos, degrade.Degradation(), 0), batch_size=2, seed=0, shuffle_buffer=3)))
+      pipeline.PhotoSource(photos, degrade.Degradation(), 0), batch_size=2, seed=0)))
   assert batch['blur_lr'].shape == (2, 64, 64, 3) and batch['sharp_hr'].shape == (2, 256, 256, 3)
 
 
 def test_photo_smaller_than_hr_crop_is_an_error(tmp_path):
   Image.fromarray(np.zeros((200, 300, 3), np.uint8)).save(tmp_path / 'small.png')
-  ds = pipeline.train_batches(pipeline.photo_examples(tmp_path, degrade.Degradation(), 0),
-                              batch_size=1, seed=0, shuffle_buffer=1)
+  ds = pipeline.train_batches(pipeline.PhotoSource(tmp_path, degrade.Degradation(), 0),
+                              batch_size=1, seed=0)
   with pytest.raises(tf.errors.InvalidArgumentError, match='smaller than'):
     next(iter(ds))
   (tmp_path / 'empty').mkdir()
   with pytest.raises(ValueError, match='no images'):
-    pipeline.photo_examples(tmp_path / 'empty', degrade.Degradation(), 0)
+    pipeline.PhotoSource(tmp_path / 'empty', degrade.Degradation(), 0)

@@ -2,20 +2,22 @@
 
 A training example is a dict of three images of one scene, H×W×3, uint8 or
 float in [0, 1]: 'blur_lr' (the blurry LR input), 'sharp_lr' (the phase-1
-target) and 'sharp_hr' (scale·H × scale·W), plus optionally 'id'. Such
-examples come from the REDS tfds dataset (jdsr.data.reds_tfds, train config)
-or from a folder of sharp photos degraded on the fly (``photo_examples``).
+target) and 'sharp_hr' (scale·H × scale·W), and 'id'. Examples come from a
+random-access ``Source``: ``TfdsSource`` over the REDS tfds dataset
+(``jdsr.data.reds_tfds.train_source``), ``PhotoSource`` over a folder of sharp
+photos degraded on the fly, or ``ArraySource`` over examples in memory.
 
+* ``shard_order``: which (epoch, index) this host loads next: its shard of the
+  indices, a new seeded permutation every epoch, from any position on.
 * ``crop_and_augment``: a lr_size² LR crop at a random (h, w), the HR crop at
   (scale·h, scale·w) and the same crop of the sharp LR, then one of the 8
   dihedral transforms (bit 0 flip W, bit 1 flip H, bit 2 transpose, as
   ``jdsr.inference.dihedral``) on all three; float32 in [0, 1]. Stateless:
   the same seed gives the same crop and transform.
-* ``photo_examples``: an infinite dataset of synthetic (blur_lr, sharp_lr,
-  sharp_hr) from photos; epoch e, image i is degraded with a seed derived
-  from (seed, e, i), so every epoch sees new blur kernels, reproducibly.
-* ``train_batches``: shard, shuffle (seeded, reshuffled every epoch), repeat,
-  crop and augment (seed from (seed, element index)), batch, prefetch.
+* ``train_batches``: load in that order, crop and augment (seed from (seed,
+  element index)), batch, prefetch. A pure function of its arguments, so a
+  resumed run asks for ``start=`` the elements it has consumed and gets the
+  very batches it would have had: nothing is read to skip the rest.
 * ``as_numpy``: the batches as dicts of NumPy arrays, for JAX.
 
 Images smaller than one crop are an error, not skipped: ``crop_and_augment``
@@ -26,7 +28,7 @@ raises ``tf.errors.InvalidArgumentError`` when the dataset is iterated (or
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -104,58 +106,149 @@ def photo_seed(seed: int, epoch: int, index: int) -> int:
   return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
 
 
-def photo_examples(folder: str | os.PathLike, degradation: Degrader, seed: int) -> tf.data.Dataset:
-  """An infinite dataset of degraded photos from `folder`: epoch after epoch, in name order.
+class Source(Protocol):
+  """Random access to training examples: ``len(source)`` of them, ``source.load(index, epoch)``.
 
-  Element j is image i = j mod n of epoch e = j div n (n images, from
-  ``imageio.list_images``), degraded by ``degradation(rgb, seed=photo_seed(seed, e, i))``
-  (e.g. ``jdsr.data.degrade.Degradation()``). Yields dicts of float32
-  'blur_lr', 'sharp_lr', 'sharp_hr' and the string 'id' (the file name).
-  Photos are read again for every element; an empty folder is a ValueError.
+  ``load`` returns a dict of 'blur_lr', 'sharp_lr' (H×W×3) and 'sharp_hr'
+  (scale·H × scale·W × 3), uint8 or float in [0, 1], and 'id' (str or bytes).
+  ``epoch`` lets a source vary an example from epoch to epoch (new blur kernels).
   """
-  paths = imageio.list_images(folder)
-  if not paths:
-    raise ValueError(f'no images in {folder}')
 
-  def load(j: np.int64) -> tuple[np.ndarray, np.ndarray, np.ndarray, bytes]:
-    epoch, index = divmod(int(j), len(paths))
-    rgb = imageio.read_image(paths[index]).rgb
-    blur_lr, sharp_lr, sharp_hr = degradation(rgb, seed=photo_seed(seed, epoch, index))
-    return blur_lr, sharp_lr, sharp_hr, paths[index].name.encode()
+  def __len__(self) -> int: ...
 
-  def to_dict(j: tf.Tensor) -> dict:
-    *images, name = tf.numpy_function(load, [j], [tf.float32] * 3 + [tf.string], stateful=False)
+  def load(self, index: int, epoch: int) -> dict: ...
+
+
+class ArraySource:
+  """Examples held in memory (a sequence of dicts): the same every epoch."""
+
+  def __init__(self, examples: Sequence[dict]):
+    self.examples = list(examples)
+
+  def __len__(self) -> int:
+    return len(self.examples)
+
+  def load(self, index: int, epoch: int) -> dict:
+    del epoch
+    return self.examples[index]
+
+
+class PhotoSource:
+  """Sharp photos from `folder` (or several, in turn; each in ``imageio.list_images`` order), degraded on the fly.
+
+  ``load(i, e)`` reads photo i and degrades it with
+  ``degradation(rgb, seed=photo_seed(seed, e, i))`` (for example
+  ``jdsr.data.degrade.Degradation()``): every epoch sees new blur kernels,
+  reproducibly. 'id' is the file name. An empty folder is a ValueError.
+  """
+
+  def __init__(self, folder: str | os.PathLike | Sequence[str | os.PathLike],
+               degradation: Degrader, seed: int):
+    folders = [folder] if isinstance(folder, (str, os.PathLike)) else list(folder)
+    self.paths = [path for f in folders for path in imageio.list_images(f)]
+    if not self.paths:
+      raise ValueError(f'no images in {", ".join(map(os.fspath, folders))}')
+    self.degradation, self.seed = degradation, seed
+
+  def __len__(self) -> int:
+    return len(self.paths)
+
+  def load(self, index: int, epoch: int) -> dict:
+    rgb = imageio.read_image(self.paths[index]).rgb
+    blur_lr, sharp_lr, sharp_hr = self.degradation(rgb, seed=photo_seed(self.seed, epoch, index))
+    return {'blur_lr': blur_lr, 'sharp_lr': sharp_lr, 'sharp_hr': sharp_hr,
+            'id': self.paths[index].name}
+
+
+class TfdsSource:
+  """A random-access tfds split (``builder.as_data_source(split)``), e.g. REDS train."""
+
+  def __init__(self, data_source: Sequence[dict]):
+    self.data_source = data_source
+
+  def __len__(self) -> int:
+    return len(self.data_source)
+
+  def load(self, index: int, epoch: int) -> dict:
+    del epoch
+    return self.data_source[index]
+
+
+def _as_float(image: np.ndarray) -> np.ndarray:
+  image = np.asarray(image)
+  if image.dtype == np.uint8:
+    return image.astype(np.float32) / np.float32(255)
+  return image.astype(np.float32)
+
+
+def examples(source: Source, order: tf.data.Dataset) -> tf.data.Dataset:
+  """``source.load`` mapped over a dataset of (epoch, index) pairs: dicts of float32 images and 'id'."""
+
+  def load(epoch: np.int64, index: np.int64) -> tuple[np.ndarray, ...]:
+    example = source.load(int(index), int(epoch))
+    name = example.get('id', str(int(index)))
+    name = name if isinstance(name, bytes) else str(name).encode()
+    return (*(_as_float(example[key]) for key in IMAGE_KEYS), name)
+
+  def to_dict(epoch: tf.Tensor, index: tf.Tensor) -> dict:
+    *images, name = tf.numpy_function(load, [epoch, index], [tf.float32] * 3 + [tf.string],
+                                      stateful=False)
     out = {key: tf.ensure_shape(image, [None, None, 3]) for key, image in zip(IMAGE_KEYS, images)}
     out['id'] = tf.ensure_shape(name, [])
     return out
 
-  return tf.data.Dataset.counter().map(to_dict)
+  return order.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
-def train_batches(examples: tf.data.Dataset, *, batch_size: int, seed: int, lr_size: int = 64,
-                  scale: int = 4, shuffle_buffer: int = 256, shard: tuple[int, int] = (0, 1),
-                  repeat: bool = True) -> tf.data.Dataset:
-  """Batches of aligned, augmented training crops: dicts of float32 N×H×W×3 (and 'id' if present).
+def shard_order(size: int, *, seed: int, shard: tuple[int, int] = (0, 1), start: int = 0,
+                epochs: int | None = None) -> tf.data.Dataset:
+  """The (epoch, index) pairs this shard visits, from its `start`-th on.
 
-  ``shard``: (index, count); this host reads ``examples.shard(count, index)``.
-  The shuffle is seeded and reshuffled every epoch; element j (counted after
-  shuffling and repeating) is cropped with seed fold_in([seed, 0], j). The same
-  arguments give the same batches. Incomplete batches are dropped.
+  Shard (i, n) owns the indices i, i + n, i + 2n, ... of ``range(size)``; each
+  epoch visits all of them in a new order, a permutation seeded by (seed,
+  epoch). Element j of the order depends on nothing but (size, seed, shard, j),
+  so resuming at ``start`` = elements already consumed costs nothing: no
+  element before it is loaded. ``epochs``: None for endless.
   """
   index, count = shard
   if not 0 <= index < count:
     raise ValueError(f'shard index must be in [0, {count}), got {index}')
-  ds = examples.shard(count, index)
-  ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-  if repeat:
-    ds = ds.repeat()
+  owned = np.arange(index, size, count, dtype=np.int64)
+  if not len(owned):
+    raise ValueError(f'shard {index} of {count} owns none of the {size} examples')
+  first_epoch, offset = divmod(start, len(owned))
+  last = np.iinfo(np.int64).max if epochs is None else epochs
+
+  def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
+    epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
+    perm = tf.data.Dataset.from_tensor_slices(owned).shuffle(
+        len(owned), seed=epoch_seed, reshuffle_each_iteration=False)
+    return perm.map(lambda i: (epoch, i))
+
+  return tf.data.Dataset.range(first_epoch, last).flat_map(epoch_order).skip(offset)
+
+
+def train_batches(source: Source, *, batch_size: int, seed: int, start: int = 0, lr_size: int = 64,
+                  scale: int = 4, shard: tuple[int, int] = (0, 1), epochs: int | None = None
+                  ) -> tf.data.Dataset:
+  """Batches of aligned, augmented training crops: dicts of float32 N×H×W×3 and 'id'.
+
+  The examples come in ``shard_order``; the j-th (counting from the first
+  element of epoch 0, so ``start`` included) is cropped with seed
+  fold_in([seed, 0], j). The same arguments give the same batches, and
+  ``train_batches(..., start=k·batch_size)`` gives exactly the batches after
+  the k-th: the data-iterator position of a resumed run. Incomplete batches
+  are dropped.
+  """
+  order = shard_order(len(source), seed=seed, shard=shard, start=start, epochs=epochs)
   base = tf.constant([seed, 0], tf.int64)
 
   def crop(j: tf.Tensor, example: dict) -> dict:
     return crop_and_augment(example, tf.random.experimental.stateless_fold_in(base, j),
                             lr_size, scale)
 
-  ds = ds.enumerate().map(crop, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = examples(source, order).enumerate(start=start)
+  ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
