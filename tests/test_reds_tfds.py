@@ -96,3 +96,14 @@ def test_missing_folder_is_named(manual_dir, tmp_path, config, folder):
 def test_load_rejects_unknown_split(manual_dir, tmp_path):
   with pytest.raises(reds.REDSError, match='split must be one of'):
     reds_tfds.load('test', manual_dir, tmp_path / 'data')
+
+
+def test_train_source_is_random_access(manual_dir, tmp_path):
+  source = reds_tfds.train_source(manual_dir, tmp_path / 'data')
+  frames = reds.list_frames(manual_dir, 'train', with_sharp_lr=True)
+  assert len(source) == len(frames)
+  for index in (len(frames) - 1, 0, 3):
+    example, frame = source.load(index, epoch=0), frames[index]
+    assert (example['id'].decode() if isinstance(example['id'], bytes) else example['id']) == frame.id
+    for key in ('blur_lr', 'sharp_lr', 'sharp_hr'):
+      np.testing.assert_array_equal(example[key], _pixels(getattr(frame, key)))

@@ -101,17 +101,40 @@ class Reds(tfds.core.GeneratorBasedBuilder):
       yield frame.id, example
 
 
+def _builder(split: str, data_dir: reds.PathLike, file_format: str | None = None) -> Reds:
+  config = next((name for name, splits in SPLITS.items() if split in splits), None)
+  if config is None:
+    known = tuple(s for splits in SPLITS.values() for s in splits)
+    raise reds.REDSError(f'split must be one of {known}, got {split!r}')
+  return Reds(config=config, data_dir=os.fspath(data_dir), file_format=file_format)
+
+
+def _prepare(builder: Reds, manual_dir: reds.PathLike) -> None:
+  builder.download_and_prepare(
+      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
+
+
+def train_source(manual_dir: reds.PathLike, data_dir: reds.PathLike):
+  """REDS train as a random-access ``jdsr.data.pipeline.TfdsSource``, for training.
+
+  Prepares ``reds/train`` from ``manual_dir`` first if needed, in the
+  ArrayRecord format, which allows random access (and so resuming a run
+  without reading what it skips) but not ``as_dataset``: it goes to
+  ``data_dir/array_record``, beside the TFRecord copy ``load`` uses.
+  """
+  from jdsr.data import pipeline
+
+  builder = _builder('train', os.path.join(data_dir, 'array_record'), file_format='array_record')
+  _prepare(builder, manual_dir)
+  return pipeline.TfdsSource(builder.as_data_source(split='train'))
+
+
 def load(split: str, manual_dir: reds.PathLike, data_dir: reds.PathLike) -> tf.data.Dataset:
   """The REDS ``split`` ('train', 'validation' or 'val300') as a dict dataset, in id order.
 
   Prepares its config (``reds/train`` or ``reds/val``) into ``data_dir`` from
   ``manual_dir`` first if needed; once prepared, ``manual_dir`` is not read.
   """
-  config = next((name for name, splits in SPLITS.items() if split in splits), None)
-  if config is None:
-    known = tuple(s for splits in SPLITS.values() for s in splits)
-    raise reds.REDSError(f'split must be one of {known}, got {split!r}')
-  builder = Reds(config=config, data_dir=os.fspath(data_dir))
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
+  builder = _builder(split, data_dir)
+  _prepare(builder, manual_dir)
   return builder.as_dataset(split=split, shuffle_files=False)
