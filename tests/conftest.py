@@ -5,6 +5,14 @@ import pathlib
 # The repository root, so that tests import `jdsr` and `configs` from the checkout.
 sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+# Tests compile the same tiny programs many times over (each training run jits
+# its own step function): a persistent compilation cache, shared with the
+# subprocesses the tests start, compiles each once per session.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  import tempfile
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='jdsr-jax-cache-')
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 
 import pytest  # noqa: E402
 

@@ -1,0 +1,62 @@
+"""Train one phase of the network.
+
+    python train.py --config configs/phase1_deblur.py --workdir runs/phase1 \
+        --config.data.reds_manual_dir=/data/REDS --config.data.reds_data_dir=/data/tfds
+    python train.py --config configs/phase2_sr.py --workdir runs/phase2 \
+        --config.init_from=runs/phase1 ...
+    python train.py --config configs/phase3_joint.py --workdir runs/phase3 \
+        --config.init_from=runs/phase2 ...
+
+Running the same command again resumes from the latest checkpoint in
+--workdir. Any config field can be set with --config.FIELD=VALUE; see
+configs/default.py for all of them and jdsr/train_lib.py for what is written.
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import sys
+
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',
+                                          lock_config=True)
+flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard logs go.')
+flags.DEFINE_bool('distributed', False,
+                  'Call jax.distributed.initialize() first (one process per host; the '
+                  'coordinator is found from the environment, e.g. SLURM or TPU pods).')
+flags.mark_flags_as_required(['config', 'workdir'])
+FLAGS = flags.FLAGS
+
+
+def _quiet_orbax(record: std_logging.LogRecord) -> bool:
+  """Drop orbax's INFO chatter (a dozen lines per checkpoint); keep its warnings."""
+  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  if FLAGS.distributed:
+    jax.distributed.initialize()
+  # Imported after jax.distributed.initialize, which must come before any computation.
+  from jdsr import train_lib
+
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(_quiet_orbax)
+  logging.info('JAX %s: process %d of %d, %d devices (%s)', jax.__version__, jax.process_index(),
+               jax.process_count(), jax.device_count(), jax.devices()[0].platform)
+  try:
+    result = train_lib.train_and_evaluate(_CONFIG.value, FLAGS.workdir)
+  except (train_lib.TrainingError, FileNotFoundError, ValueError) as e:
+    print(f'train.py: error: {e}', file=sys.stderr)
+    return 1
+  scores = ', '.join(f'{k} {v:.4f}' for k, v in result.scalars.items())
+  print(f'Done: {result.workdir} at step {int(result.state.step)}' + (f' ({scores})' if scores else ''))
+  return 0
+
+
+if __name__ == '__main__':
+  app.run(main)
