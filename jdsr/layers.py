@@ -41,8 +41,9 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
 
   ``impl='auto'`` is 'winograd' on CPUs and 'xla' elsewhere.
   ``impl='winograd'`` computes 3×3 convolutions with Winograd F(4×4, 3×3)
-  (see ``jdsr.winograd``): the same numbers to float32 rounding, faster on
-  CPUs. Other kernel sizes, and 3×3 convolutions from or to fewer than
+  (see ``jdsr.winograd``), and 1×1 ones as matrix products: the same numbers
+  to float32 rounding, faster on CPUs. Other kernel sizes, and 3×3
+  convolutions from or to fewer than
   ``WINOGRAD_MIN_CHANNELS`` channels (the image convolutions, whose
   transforms would cost more memory and time than they save), always use
   XLA's convolution.
@@ -52,8 +53,8 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
   if impl == 'auto':
     impl = 'winograd' if jax.default_backend() == 'cpu' else 'xla'
   kwargs = {}
-  if (impl == 'winograd' and kernel_size == 3
-      and min(in_features, out_features) >= WINOGRAD_MIN_CHANNELS):
+  if impl == 'winograd' and (kernel_size == 1 or (
+      kernel_size == 3 and min(in_features, out_features) >= WINOGRAD_MIN_CHANNELS)):
     kwargs['conv_general_dilated'] = winograd.conv_general_dilated
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), padding='SAME', use_bias=False,
                   kernel_init=torch_default_init, rngs=rngs, **kwargs)

@@ -10,7 +10,8 @@ its matrix product, so this is about twice as fast end to end there.
 The result equals the direct convolution up to float32 rounding (the
 transforms use the interpolation points 0, ±1, ±2, ∞; errors are a few units
 in the last place of the inputs' scale). It is differentiable like any JAX
-function, so training uses it too. GPUs have their own fast convolutions:
+function (with a hand-written gradient, see ``conv3x3``), so training uses
+it too. GPUs have their own fast convolutions:
 keep ``impl='xla'`` there.
 
 Reference: A. Lavin and S. Gray, "Fast Algorithms for Convolutional Neural
@@ -59,8 +60,37 @@ def _input_transform(x: jax.Array, axis: int, tiles: int) -> jax.Array:
   return jnp.stack([sum(float(c) * taps[k] for k, c in enumerate(row) if c) for row in _BT])
 
 
+@jax.custom_vjp
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  """'Same' 3×3 cross-correlation, NHWC input, HWIO kernel, no bias."""
+  """'Same' 3×3 cross-correlation, NHWC input, HWIO kernel, no bias.
+
+  Its gradient is written out rather than derived from the transforms: the
+  input gradient is another Winograd convolution (of the output gradient with
+  the flipped, transposed kernel), the kernel gradient nine matrix products of
+  shifted inputs with the output gradient. Only the input and the kernel are
+  kept for the backward pass, not the transformed tiles.
+  """
+  return _conv3x3(x, kernel)
+
+
+def _conv3x3_fwd(x, kernel):
+  return _conv3x3(x, kernel), (x, kernel)
+
+
+def _conv3x3_bwd(res, g):
+  x, kernel = res
+  dx = _conv3x3(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  h, w = x.shape[1:3]
+  xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dk = jnp.stack([jnp.stack([jnp.einsum('nhwc,nhwo->co', xp[:, i:i + h, j:j + w], g)
+                             for j in range(3)]) for i in range(3)])
+  return dx, dk.astype(kernel.dtype)
+
+
+conv3x3.defvjp(_conv3x3_fwd, _conv3x3_bwd)
+
+
+def _conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   n, h, w, c = x.shape
   o = kernel.shape[-1]
   th, tw = -(-h // TILE), -(-w // TILE)
@@ -79,13 +109,17 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   """A drop-in for `jax.lax.conv_general_dilated` (as `nnx.Conv` calls it).
 
   Takes the Winograd path for a plain 3×3, stride-1, 'SAME', NHWC/HWIO
-  convolution and hands every other case to XLA unchanged.
+  convolution, computes a plain 1×1 one as a matrix product (XLA's CPU
+  convolution is slow to differentiate: its kernel gradient runs at a fraction
+  of a GEMM's speed), and hands every other case to XLA unchanged.
   """
-  plain = (rhs.ndim == 4 and rhs.shape[:2] == (3, 3) and tuple(window_strides) == (1, 1)
+  plain = (rhs.ndim == 4 and rhs.shape[:2] in ((3, 3), (1, 1)) and tuple(window_strides) == (1, 1)
            and padding == 'SAME' and all(d in (None, 1) for d in (lhs_dilation or [1]))
            and all(d in (None, 1) for d in (rhs_dilation or [1])) and feature_group_count == 1
            and _is_nhwc(dimension_numbers) and kwargs.get('preferred_element_type') is None
            and kwargs.get('out_sharding') is None)
+  if plain and rhs.shape[:2] == (1, 1):
+    return jnp.einsum('nhwc,co->nhwo', lhs, rhs[0, 0], precision=precision)
   if plain:
     return conv3x3(lhs, rhs)
   return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,

@@ -101,6 +101,23 @@ def test_conv_is_torch_conv2d_same_padding():
                                atol=2e-5, err_msg=impl)
 
 
+def test_pointwise_convolution_is_a_matrix_product_with_the_same_gradients():
+  rng = np.random.default_rng(2)
+  x = jnp.asarray(rng.standard_normal((2, 5, 7, 16)), jnp.float32)
+  conv = layers.conv(16, 8, 1, impl='winograd', rngs=nnx.Rngs(0))
+  assert conv.conv_general_dilated is winograd.conv_general_dilated
+  k = conv.kernel[...]
+  direct = lambda x, k: jax.lax.conv_general_dilated(  # noqa: E731
+      x, k, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  dn = jax.lax.conv_dimension_numbers(x.shape, k.shape, ('NHWC', 'HWIO', 'NHWC'))
+  ours = lambda x, k: winograd.conv_general_dilated(x, k, (1, 1), 'SAME',  # noqa: E731
+                                                    dimension_numbers=dn)
+  np.testing.assert_allclose(conv(x), direct(x, k), atol=1e-5)
+  loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))  # noqa: E731
+  for a, b in zip(jax.grad(loss(ours), (0, 1))(x, k), jax.grad(loss(direct), (0, 1))(x, k)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_thin_convolutions_stay_direct():
   for cin, cout in ((3, 96), (128, 3)):
     conv = layers.conv(cin, cout, 3, impl='winograd', rngs=nnx.Rngs(0))

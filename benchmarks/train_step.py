@@ -1,0 +1,82 @@
+"""Training-step benchmark: the default model, phase 3 (joint), batch 3, 64x64 LR crops.
+
+Prints the compile time (first step), the median of --steps further steps and
+the process's peak RSS, with the machine named. The step is train.py's own:
+jdsr.train_lib's jit-compiled step with the phase-3 optimizer (Adam for both
+groups), on random data of the training shapes.
+
+    python benchmarks/train_step.py [--phase joint] [--batch 3] [--lr_size 64] [--steps 5] [--remat]
+
+Compare with the same step in PyTorch: python benchmarks/pytorch_baseline.py --train
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from flax import nnx  # noqa: E402
+
+import jdsr  # noqa: E402
+from benchmarks.forward import machine, peak_rss_mb  # noqa: E402
+from configs import phase3_joint  # noqa: E402
+from jdsr import train_lib  # noqa: E402
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--phase', default='joint', choices=train_lib.PHASES)
+  parser.add_argument('--batch', type=int, default=3)
+  parser.add_argument('--lr_size', type=int, default=64)
+  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--remat', action='store_true', help='rematerialise the scanned blocks')
+  parser.add_argument('--conv_impl', default='auto', choices=['auto', 'winograd', 'xla'])
+  args = parser.parse_args()
+
+  config = phase3_joint.get_config()
+  config.phase, config.remat = args.phase, args.remat
+  config.model.conv_impl = args.conv_impl
+  model = jdsr.build_model(config.model, 0)
+  graphdef, params = nnx.split(model, nnx.Param)
+  del model
+  labels = train_lib.param_labels(params, args.phase)
+  tx = train_lib.make_optimizer(config, labels)
+  state = train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
+  step = jax.jit(train_lib.make_train_step(graphdef, labels, tx, args.phase, args.remat),
+                 donate_argnums=0)
+  rng = np.random.default_rng(0)
+  n, s = args.batch, args.lr_size
+  batch = {'blur_lr': rng.random((n, s, s, 3), np.float32),
+           'sharp_lr': rng.random((n, s, s, 3), np.float32),
+           'sharp_hr': rng.random((n, 4 * s, 4 * s, 3), np.float32)}
+
+  t = time.perf_counter()
+  state, out = step(state, batch)
+  out['loss'].block_until_ready()
+  cold = time.perf_counter() - t
+  times = []
+  for _ in range(args.steps):
+    t = time.perf_counter()
+    state, out = step(state, batch)
+    out['loss'].block_until_ready()
+    times.append(time.perf_counter() - t)
+  print(f'machine: {machine()}')
+  print(f'train step, phase {args.phase}, batch {n}, {s}x{s} LR, remat {args.remat}, '
+        f'conv {args.conv_impl}')
+  print(f'first step (trace + compile + run): {cold:.1f} s')
+  print(f'step: median {statistics.median(times):.2f} s of {args.steps} '
+        f'(min {min(times):.2f}, max {max(times):.2f}); {n / statistics.median(times):.2f} '
+        'images/s')
+  print(f'peak RSS: {peak_rss_mb():,.0f} MB')
+
+
+if __name__ == '__main__':
+  main()
