@@ -1,5 +1,6 @@
 """Evaluate the network on REDS, or restore a folder of images.
 
+    python eval.py        # the bundled demo: models/demo restores samples/ (configs/eval_demo.py)
     python eval.py --config configs/eval_reds_val300.py \
         --checkpoint official.pth --reds_root /data/REDS --output_dir out/val300
     python eval.py --config configs/eval_folder.py --checkpoint ckpt_dir \
@@ -16,12 +17,12 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
-                           'eval_reds_val300.py'), 'Evaluation config file.')
+                           'eval_demo.py'), 'Evaluation config file (default: the demo).')
 flags.DEFINE_string('checkpoint', None, 'Official .pth file or jdsr orbax checkpoint directory.')
 flags.DEFINE_string('reds_root', None, 'REDS folder holding val_blur_bicubic/ and val_sharp/.')
 flags.DEFINE_enum('subset', None, ['val300', 'val'], 'REDS frames: Val300 or all 3,000.')
@@ -50,12 +51,15 @@ _OVERRIDES = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'tar
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  logging.set_verbosity(logging.WARNING)  # orbax logs a dozen INFO lines per checkpoint read
   config = _CONFIG.value
   for name in _OVERRIDES:
     if FLAGS[name].value is not None:
       setattr(config, name, FLAGS[name].value)
   if FLAGS.input_dir:
     config.data = 'folder'
+  elif FLAGS.reds_root:
+    config.data = 'reds'
 
   import jdsr  # after flag parsing: --help stays fast
   from jdsr import convert, evaluate
@@ -86,8 +90,10 @@ def main(argv):
       save_figures=config.save_figures, reference_outputs=config.reference_outputs or None)
   summary = evaluate.evaluate(model, items, config.output_dir, options)
   print(evaluate.table(summary))
-  print(f'results: {os.path.join(config.output_dir, "results.csv")}, summary.json, '
-        f'images/ and figures/ in {config.output_dir}')
+  out = os.path.abspath(config.output_dir)
+  print(f'Restored images: {os.path.join(out, "images")}\n'
+        f'Side-by-side figures: {os.path.join(out, "figures")}\n'
+        f'Scores: {os.path.join(out, "results.csv")} and summary.json')
   if summary['failed']:
     sys.exit(1)
 
