@@ -5,7 +5,7 @@ the process's peak RSS, with the machine named. The step is train.py's own:
 jdsr.train_lib's jit-compiled step with the phase-3 optimizer (Adam for both
 groups), on random data of the training shapes.
 
-    python benchmarks/train_step.py [--phase joint] [--batch 3] [--lr_size 64] [--steps 5] [--remat]
+    python benchmarks/train_step.py [--phase joint] [--batch 3] [--lr_size 64] [--steps 5] [--no-remat]
 
 Compare with the same step in PyTorch: python benchmarks/pytorch_baseline.py --train
 """
@@ -37,12 +37,15 @@ def main() -> None:
   parser.add_argument('--batch', type=int, default=3)
   parser.add_argument('--lr_size', type=int, default=64)
   parser.add_argument('--steps', type=int, default=5)
-  parser.add_argument('--remat', action='store_true', help='rematerialise the scanned blocks')
+  parser.add_argument('--remat', action=argparse.BooleanOptionalAction, default=None,
+                      help='rematerialise the scanned blocks (default: as the config, on)')
   parser.add_argument('--conv_impl', default='auto', choices=['auto', 'winograd', 'xla'])
   args = parser.parse_args()
 
   config = phase3_joint.get_config()
-  config.phase, config.remat = args.phase, args.remat
+  config.phase = args.phase
+  if args.remat is not None:
+    config.remat = args.remat
   config.model.conv_impl = args.conv_impl
   model = jdsr.build_model(config.model, 0)
   graphdef, params = nnx.split(model, nnx.Param)
@@ -50,7 +53,7 @@ def main() -> None:
   labels = train_lib.param_labels(params, args.phase)
   tx = train_lib.make_optimizer(config, labels)
   state = train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-  step = jax.jit(train_lib.make_train_step(graphdef, labels, tx, args.phase, args.remat),
+  step = jax.jit(train_lib.make_train_step(graphdef, labels, tx, args.phase, config.remat),
                  donate_argnums=0)
   rng = np.random.default_rng(0)
   n, s = args.batch, args.lr_size
@@ -69,7 +72,7 @@ def main() -> None:
     out['loss'].block_until_ready()
     times.append(time.perf_counter() - t)
   print(f'machine: {machine()}')
-  print(f'train step, phase {args.phase}, batch {n}, {s}x{s} LR, remat {args.remat}, '
+  print(f'train step, phase {args.phase}, batch {n}, {s}x{s} LR, remat {config.remat}, '
         f'conv {args.conv_impl}')
   print(f'first step (trace + compile + run): {cold:.1f} s')
   print(f'step: median {statistics.median(times):.2f} s of {args.steps} '
