@@ -112,3 +112,44 @@ def test_tiny_model_runs_and_trains_every_part():
     var[...] = jnp.abs(var[...]) * 0.5
   unused = _zero_gradients(model, x) - {"['act']['negative_slope'].value"}
   assert not unused, f'parameters that get no gradient: {sorted(unused)}'
+
+
+def test_gradients_equal_pytorch_autograd():
+  """Training follows the official gradients: every parameter's, against PyTorch autograd.
+
+  The PyTorch network is the benchmarks' baseline (it loads the official
+  checkpoint strictly and matches the goldens, see its --check), run in
+  float64. The loss is a fixed random linear function of all four outputs,
+  so each output's backward pass counts. The default convolutions (Winograd
+  on CPU) are differentiated, the ones training uses.
+  """
+  torch = pytest.importorskip('torch')
+  import pathlib
+  import sys
+  sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
+  import pytorch_baseline
+
+  sizes = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=2, sr_feat=16,
+               n_resgroups=2, n_resblocks=2)
+  model = jdsr.JDSR(jdsr.model_config(**sizes, mscam_reduction=8), rngs=nnx.Rngs(0))
+  net = pytorch_baseline.Net(c=8, s=4, so=4, num_cab=2, sr=16, groups=2, blocks=2).double()
+  net.load_state_dict({k: torch.from_numpy(v).double()
+                       for k, v in convert.params_to_state_dict(model).items()}, strict=True)
+  rng = np.random.default_rng(0)
+  x = rng.random((2, 16, 24, 3), dtype=np.float32)
+  weights = [rng.standard_normal(s).astype(np.float32) for s in [(2, 16, 24, 3)] * 3 + [(2, 64, 96, 3)]]
+
+  def loss(model):
+    images, sr = model(jnp.asarray(x))
+    return sum(jnp.sum(out * w) for out, w in zip([*images, sr], weights))
+
+  grads = nnx.state(nnx.grad(loss)(model))
+  nnx.update(model, grads)  # the gradients, laid out as the official state dict
+  ours = convert.params_to_state_dict(model)
+  nchw = lambda a: torch.from_numpy(a).double().permute(0, 3, 1, 2)  # noqa: E731
+  images, sr = net(nchw(x))
+  sum((out * nchw(w)).sum() for out, w in zip([*images, sr], weights)).backward()
+  for name, p in net.named_parameters():
+    theirs = p.grad.numpy() if p.grad is not None else np.zeros(p.shape)
+    np.testing.assert_allclose(ours[name], theirs, rtol=0, atol=1e-4 * np.abs(theirs).max() + 1e-7,
+                               err_msg=name)
