@@ -403,12 +403,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   per_host = config.batch_size // jax.process_count()
 
-  model = initial_model(config)
-  model_config = dict(model.config)
-  graphdef, params = nnx.split(model, nnx.Param)
-  fns = _compiled(graphdef, params, config, mesh)
-  state = fns.init(params)
-
   options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
                                          cleanup_tmp_directories=True)
   manager = ocp.CheckpointManager(workdir / 'checkpoints', options=options)
@@ -418,9 +412,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
           cleanup_tmp_directories=True))
   train_info = lambda step: {'step': step, 'phase': phase, 'seed': config.seed,
                              'batch_size': config.batch_size, 'data_position': step * per_host}
-  if manager.latest_step() is not None:
+  resuming = manager.latest_step() is not None
+  # A resumed run takes everything from its checkpoint: init_from is not read.
+  model = convert.abstract_model(config.model) if resuming else initial_model(config)
+  model_config = dict(model.config)
+  graphdef, params = nnx.split(model, nnx.Param)
+  fns = _compiled(graphdef, params, config, mesh)
+  if resuming:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                            state)
+                            jax.eval_shape(fns.init, params))
     state, saved = _restore(manager, manager.latest_step(), abstract)
     for key in ('phase', 'seed', 'batch_size'):
       if saved[key] != config[key]:
@@ -428,6 +428,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             f'{workdir} holds a run with {key}={saved[key]!r}, the config says {config[key]!r}: '
             'resuming would not continue that run; use another --workdir')
     logging.info('Resuming from step %d', saved['step'])
+  else:
+    state = fns.init(params)
   start = int(state.step)
   step_fn, predict, labels = fns.step, fns.predict, fns.labels
   val_items = validation_set(config)

@@ -215,7 +215,10 @@ def test_interrupted_and_resumed_equals_straight(photos, tmp_path):
   # A save killed halfway leaves a temporary directory: it must not be taken for a checkpoint.
   (ckpts / '3.orbax-checkpoint-tmp' / 'params').mkdir(parents=True)
   (ckpts / '3.orbax-checkpoint-tmp' / 'params' / 'garbage').write_bytes(b'\0' * 100)
-  resumed = train_lib.train_and_evaluate(config, tmp_path / 'resumed')
+  # Resuming takes everything from the checkpoint: where the phase started is not read again.
+  config_now = config.copy_and_resolve_references()
+  config_now.init_from = str(tmp_path / 'deleted_since')
+  resumed = train_lib.train_and_evaluate(config_now, tmp_path / 'resumed')
   assert int(resumed.state.step) == int(straight.state.step) == 4
   assert not _changed(_flat(straight.state.params), _flat(resumed.state.params))
   assert not _changed(_flat(straight.state.opt_state), _flat(resumed.state.opt_state))
