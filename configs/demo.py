@@ -24,7 +24,7 @@ from jdsr import config as jdsr_config
 PHASES = {  # phase: (steps, batch size, initial learning rate)
     'deblur': (2000, 8, 5e-4),
     'sr': (1000, 8, 5e-4),
-    'joint': (2000, 8, 3e-4),
+    'joint': (5000, 8, 1.5e-3),
 }
 
 

@@ -87,6 +87,7 @@ def test_readme_commands_run_as_written(repo_copy, tmp_path):
   summary = json.loads((repo_copy / 'demo_output' / 'summary.json').read_text())
   assert summary['restored'] == summary['scored'] == 4 and not summary['failed']
   assert summary['mean']['psnr'] > summary['mean']['bicubic_psnr']  # the demo beats bicubic
+  assert summary['mean']['ssim'] > summary['mean']['bicubic_ssim']
   assert len(list((repo_copy / 'demo_output' / 'figures').glob('*.png'))) == 4
   assert len(list((repo_copy / 'restored' / 'images').glob('*.png'))) == 4
   assert (repo_copy / 'runs' / 'try' / 'phase3' / 'best').is_dir()
