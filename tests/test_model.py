@@ -143,7 +143,7 @@ def test_gradients_equal_pytorch_autograd():
     images, sr = model(jnp.asarray(x))
     return sum(jnp.sum(out * w) for out, w in zip([*images, sr], weights))
 
-  grads = nnx.state(nnx.grad(loss)(model))
+  grads = nnx.state(nnx.jit(nnx.grad(loss))(model))
   nnx.update(model, grads)  # the gradients, laid out as the official state dict
   ours = convert.params_to_state_dict(model)
   nchw = lambda a: torch.from_numpy(a).double().permute(0, 3, 1, 2)  # noqa: E731
