@@ -11,28 +11,28 @@ The evaluation and restoration tools write one figure per image::
      | zoom  |           | zoom  |           | zoom  |      the box's crop, enlarged
      +-------+           +-------+           +-------+      with nearest-neighbour
 
-* ``bicubic_upscale``: the blurry low-resolution input upscaled by Pillow's
-  bicubic resize in float mode (no 8-bit quantisation); also the "bicubic
-  baseline" of the metric tables.
+The "bicubic" panel is the blurry low-resolution input upscaled by
+``jdsr.pixels.upscale`` (Pillow's bicubic in float mode, clipped), the
+baseline of the metric tables too.
+
 * ``pick_zoom_box``: the square crop with the most detail (the largest sum of
   the absolute Laplacian of the grayscale image).
 * ``side_by_side``: the figure itself, a ``PIL.Image.Image``.
-* ``save_figure``: writes it as a PNG atomically.
+* ``save_figure``: writes it as a PNG atomically (``jdsr.files.atomic_write``).
 
-Images are H×W×3 float arrays in [0, 1]; they are shown clamped and rounded
-to 8 bits.
+Images are H×W×3 float arrays in [0, 1]; they are shown quantised to 8 bits
+by ``jdsr.pixels.quantize``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pathlib
-import tempfile
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from jdsr import files, pixels
 
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
@@ -43,23 +43,6 @@ BACKGROUND = (255, 255, 255)
 TEXT_COLOR = (20, 20, 20)
 BOX_COLOR = (255, 40, 40)
 BOX_LINE = 2  # outline width of the zoom box
-
-
-def bicubic_upscale(lr: np.ndarray, scale: int = 4) -> np.ndarray:
-  """``lr`` (H×W×C float in [0, 1]) resized to (scale·H)×(scale·W)×C with Pillow's BICUBIC.
-
-  Each channel is resized as a float32 ('F' mode) image, so there is no 8-bit
-  quantisation; the result is clipped to [0, 1].
-  """
-  lr = np.asarray(lr, np.float32)
-  if lr.ndim != 3:
-    raise ValueError(f'expected an H×W×C image, got shape {lr.shape}')
-  if scale < 1:
-    raise ValueError(f'scale must be at least 1, got {scale}')
-  h, w, _ = lr.shape
-  channels = [np.asarray(Image.fromarray(np.ascontiguousarray(lr[..., c])).resize(
-      (w * scale, h * scale), Image.Resampling.BICUBIC)) for c in range(lr.shape[2])]
-  return np.clip(np.stack(channels, axis=-1), 0.0, 1.0)
 
 
 def pick_zoom_box(image: np.ndarray, size: int) -> Box:
@@ -92,11 +75,6 @@ def pick_zoom_box(image: np.ndarray, size: int) -> Box:
   off_centre = (tops + side / 2 - h / 2) ** 2 + (lefts + side / 2 - w / 2) ** 2
   i, j = np.unravel_index(np.argmin(np.where(best, off_centre, np.inf)), scores.shape)
   return int(tops[i, 0]), int(lefts[0, j]), side, side
-
-
-def _to_pil(image: np.ndarray) -> Image.Image:
-  """Clamped to [0, 1], ×255, rounded to nearest as ``metrics.to_uint8``."""
-  return Image.fromarray(np.rint(np.clip(image, 0, 1) * np.float32(255)).astype(np.uint8))
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -161,7 +139,7 @@ def side_by_side(panels: Sequence[tuple[str, np.ndarray]], *, zoom: Box | None =
     text_w = font.getbbox(label)[2]
     draw.text((x + max(0, (col_w - text_w) // 2), y_label), label, fill=TEXT_COLOR, font=font)
 
-    panel = _to_pil(image)
+    panel = Image.fromarray(pixels.quantize(image))
     crop = panel.crop((left, top, left + zw, top + zh)).resize((crop_w, crop_h), Image.Resampling.NEAREST)
     if (panel_w, panel_h) != (w, h):
       panel = panel.resize((panel_w, panel_h), Image.Resampling.LANCZOS)
@@ -175,20 +153,8 @@ def side_by_side(panels: Sequence[tuple[str, np.ndarray]], *, zoom: Box | None =
 
 
 def save_figure(path: str | os.PathLike, image: Image.Image) -> None:
-  """Writes ``image`` to ``path`` as a PNG atomically, creating the parent folders.
+  """Writes ``image`` to ``path`` as a PNG with ``jdsr.files.atomic_write``.
 
-  The PNG is written to a temporary file in the same folder, then moved over
-  ``path``; on error the temporary file is removed and ``path`` is untouched.
+  Parent folders are created; on error ``path`` is untouched and no temporary file is left.
   """
-  path = pathlib.Path(path)
-  path.parent.mkdir(parents=True, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(suffix='.png', prefix=f'.{path.name}.', dir=path.parent)
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      image.save(f, format='PNG')
-    os.chmod(tmp, 0o644)  # mkstemp's files are private (0600); figures are for looking at
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(FileNotFoundError):
-      os.unlink(tmp)
-    raise
+  files.atomic_write(path, lambda tmp: image.save(tmp, format='PNG'))

@@ -7,7 +7,7 @@ orientation is applied, so photos come out upright. Colour management is not:
 ICC profiles are ignored and CMYK is converted to RGB by Pillow's naive formula.
 
 ``write_image`` writes PNG, JPEG (quality 95) or TIFF by the file's extension,
-atomically: a temporary file in the same folder, then ``os.replace``.
+atomically (``jdsr.files.atomic_write``). Samples are converted by ``jdsr.pixels``.
 
 16-bit samples:
 
@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
-import tempfile
 import warnings
 
 import numpy as np
@@ -42,6 +41,8 @@ import png  # pypng: 16-bit colour PNG, which Pillow 13 cannot decode or encode
 import tifffile  # 16-bit colour TIFF, likewise
 from PIL import Image as PILImage
 from PIL import ImageOps
+
+from jdsr import files, pixels
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
 WRITE_FORMATS = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.tif': 'TIFF', '.tiff': 'TIFF'}
@@ -110,7 +111,7 @@ def read_image(path: str | os.PathLike) -> Image:
     raise ImageError(path, f'cannot read image ({type(e).__name__}: {e})') from e
 
   if im.mode in _MODES_16:
-    values = np.clip(np.asarray(im).astype(np.float32), 0, 65535) / np.float32(65535)
+    values = pixels.to_float(np.clip(np.asarray(im), 0, 65535).astype(np.uint16))
     return Image(np.repeat(values[..., None], 3, axis=2), None, 16, True)
   if im.mode not in _MODES_GRAY + _MODES_COLOUR:
     raise ImageError(path, f'unsupported image mode {im.mode!r}')
@@ -119,12 +120,12 @@ def read_image(path: str | os.PathLike) -> Image:
   gray = im.mode in _MODES_GRAY
   target = ('LA' if has_alpha else 'L') if gray else ('RGBA' if has_alpha else 'RGB')
   try:
-    pixels = np.asarray(im.convert(target)).astype(np.float32) / np.float32(255)
+    samples = pixels.to_float(np.asarray(im.convert(target)))
   except Exception as e:
     raise ImageError(path, f'cannot convert mode {im.mode!r} to {target} ({e})') from e
-  pixels = pixels.reshape(pixels.shape[:2] + (len(target),))
-  rgb = np.repeat(pixels[..., :1], 3, axis=2) if gray else pixels[..., :3]
-  alpha = pixels[..., -1] if has_alpha else None
+  samples = samples.reshape(samples.shape[:2] + (len(target),))
+  rgb = np.repeat(samples[..., :1], 3, axis=2) if gray else samples[..., :3]
+  alpha = samples[..., -1] if has_alpha else None
 
   if source_format == 'PNG':
     gray = gray or png_colour_type == 4  # Pillow reads 16-bit gray+alpha PNG as RGBA
@@ -152,12 +153,10 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
     (gray, RGB, RGBA); JPEG and gray+alpha TIFF are written at 8 bits with a warning
     (see the module docstring).
 
-  Quantisation: clamp to [0, 1], ×(2**bits - 1), round to nearest (ties to even) in
-  float32, the same as ``jdsr.metrics.to_uint8`` for 8 bits. The write is atomic:
-  a temporary '.NAME.tmp-XXXX.EXT' in the same folder, renamed onto ``path``, and
-  removed on any error, so ``path`` is either the complete new file or as it was.
-  Parent folders are created. OSErrors are raised as ``ImageError``. No fsync: the
-  rename is atomic for other processes, not durable across a power cut.
+  Quantisation: ``jdsr.pixels.quantize`` (clamp to [0, 1], ×(2**bits - 1), round to
+  nearest with ties to even, in float32), as the metrics quantise. The write is
+  ``jdsr.files.atomic_write``: ``path`` is either the complete new file or as it was,
+  and parent folders are created. OSErrors are raised as ``ImageError``.
   """
   path = pathlib.Path(path)
   file_format = WRITE_FORMATS.get(path.suffix.lower())
@@ -183,7 +182,7 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
   channels = rgb.mean(axis=2, keepdims=True) if gray else rgb
   if alpha is not None:
     channels = np.concatenate([channels, np.asarray(alpha, np.float32)[..., None]], axis=2)
-  samples = _quantise(channels, bits)
+  samples = pixels.quantize(channels, bits)
   if bits == 16 and samples.shape[2] > 1:  # 16-bit multi-channel: Pillow has no mode for it
     save = _png16_saver(samples) if file_format == 'PNG' else _tiff16_saver(samples)
   else:
@@ -193,20 +192,10 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
     def save(target: str) -> None:
       image.save(target, format=file_format, **options)
 
-  tmp = None
   try:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.tmp-', suffix=path.suffix)
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private (0600)
-    save(tmp)
-    os.replace(tmp, path)
-  except BaseException as e:
-    if tmp is not None:
-      pathlib.Path(tmp).unlink(missing_ok=True)
-    if isinstance(e, OSError):
-      raise ImageError(path, f'cannot write ({type(e).__name__}: {e})') from e
-    raise
+    files.atomic_write(path, save)
+  except OSError as e:
+    raise ImageError(path, f'cannot write ({type(e).__name__}: {e})') from e
 
 
 def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
@@ -223,18 +212,11 @@ def list_images(folder: str | os.PathLike) -> list[pathlib.Path]:
   return sorted(images, key=lambda p: p.name)
 
 
-def _quantise(x: np.ndarray, bits: int) -> np.ndarray:
-  """Clamp to [0, 1], scale to 2**bits - 1 and round to nearest (ties to even), in float32."""
-  top = np.float32(2 ** bits - 1)
-  scaled = np.clip(x.astype(np.float32), np.float32(0), np.float32(1)) * top
-  return np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
-
-
 _ORIENTATION_TAG = 0x0112  # EXIF and TIFF Orientation (274)
 
 
-def _orient(pixels: np.ndarray, orientation) -> np.ndarray:
-  """Applies an EXIF/TIFF orientation (1-8) to H×W×C pixels, as ``ImageOps.exif_transpose`` does."""
+def _orient(samples: np.ndarray, orientation) -> np.ndarray:
+  """Applies an EXIF/TIFF orientation (1-8) to H×W×C arrays, as ``ImageOps.exif_transpose`` does."""
   transforms = {
       2: lambda a: a[:, ::-1],
       3: lambda a: a[::-1, ::-1],
@@ -245,7 +227,7 @@ def _orient(pixels: np.ndarray, orientation) -> np.ndarray:
       8: lambda a: np.rot90(a, 1),
   }
   transform = transforms.get(orientation)
-  return np.ascontiguousarray(pixels if transform is None else transform(pixels))
+  return np.ascontiguousarray(samples if transform is None else transform(samples))
 
 
 def _read_png16(path: pathlib.Path, orientation) -> Image:
@@ -253,15 +235,15 @@ def _read_png16(path: pathlib.Path, orientation) -> Image:
   try:
     with open(path, 'rb') as f:
       width, height, rows, info = png.Reader(file=f).asDirect()
-      pixels = np.array([np.asarray(row) for row in rows])
+      samples = np.array([np.asarray(row) for row in rows])
   except Exception as e:
     raise ImageError(path, f'cannot read 16-bit PNG ({type(e).__name__}: {e})') from e
   planes = info['planes']
-  pixels = pixels.reshape(height, width, planes).astype(np.float32)
-  pixels = _orient(pixels / np.float32(2 ** info['bitdepth'] - 1), orientation)
+  samples = samples.reshape(height, width, planes).astype(np.float32)
+  samples = _orient(samples / np.float32(2 ** info['bitdepth'] - 1), orientation)
   gray = info['greyscale']
-  rgb = np.repeat(pixels[..., :1], 3, axis=2) if gray else pixels[..., :3]
-  alpha = pixels[..., -1].copy() if info['alpha'] else None
+  rgb = np.repeat(samples[..., :1], 3, axis=2) if gray else samples[..., :3]
+  alpha = samples[..., -1].copy() if info['alpha'] else None
   return Image(np.ascontiguousarray(rgb), alpha, 16 if info['bitdepth'] > 8 else 8, gray)
 
 
@@ -270,17 +252,17 @@ def _read_tiff16(path: pathlib.Path) -> Image | None:
   try:
     with tifffile.TiffFile(path) as tif:
       page = tif.pages[0]
-      pixels, axes = page.asarray(), page.axes
+      samples, axes = page.asarray(), page.axes
       photometric, extrasamples = page.photometric, tuple(page.extrasamples)
       orientation = page.tags[274].value if 274 in page.tags else 1
   except Exception as e:
     raise ImageError(path, f'cannot read 16-bit TIFF ({type(e).__name__}: {e})') from e
-  if (pixels.dtype != np.uint16 or photometric != tifffile.PHOTOMETRIC.RGB
-      or sorted(axes) != ['S', 'X', 'Y'] or pixels.shape[axes.index('S')] not in (3, 4)):
+  if (samples.dtype != np.uint16 or photometric != tifffile.PHOTOMETRIC.RGB
+      or sorted(axes) != ['S', 'X', 'Y'] or samples.shape[axes.index('S')] not in (3, 4)):
     return None
-  pixels = np.moveaxis(pixels, [axes.index('Y'), axes.index('X')], [0, 1])
-  pixels = _orient(pixels.astype(np.float32) / np.float32(65535), int(orientation))
-  rgb, alpha = pixels[..., :3], (pixels[..., 3].copy() if pixels.shape[2] == 4 else None)
+  samples = np.moveaxis(samples, [axes.index('Y'), axes.index('X')], [0, 1])
+  samples = _orient(pixels.to_float(samples), int(orientation))
+  rgb, alpha = samples[..., :3], (samples[..., 3].copy() if samples.shape[2] == 4 else None)
   if alpha is not None and extrasamples[:1] == (tifffile.EXTRASAMPLE.ASSOCALPHA,):
     rgb = np.clip(np.divide(rgb, alpha[..., None], out=np.zeros_like(rgb),
                             where=alpha[..., None] > 0), 0, 1)  # premultiplied: undo it
@@ -323,9 +305,3 @@ def _tiff_bits_per_sample(im: PILImage.Image) -> tuple[int, ...]:
   value = im.tag_v2.get(258, 8)
   return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
-
-def _umask() -> int:
-  """The process's umask (reading it means setting it: set it straight back)."""
-  mask = os.umask(0o022)
-  os.umask(mask)
-  return mask

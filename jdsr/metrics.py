@@ -1,11 +1,11 @@
 """Image-quality metrics of the paper's evaluation protocol, in NumPy.
 
 The paper's numbers are ``psnr`` and ``ssim`` with their defaults: the protocol
-of CNLRN's code (SPEC.md, "Evaluation"), reproduced exactly:
+of CNLRN's code (see docs/network.md, "Evaluation"), reproduced exactly:
 
-* Both the output and the ground truth are quantised by ``to_uint8``: clamp to
-  [0, 1], ×255, round to nearest (ties to even), in float32 arithmetic, as
-  PyTorch does on float32 tensors. Float64 arithmetic or rounding ties up
+* Both the output and the ground truth are quantised by ``jdsr.pixels.quantize``:
+  clamp to [0, 1], ×255, round to nearest (ties to even), in float32 arithmetic,
+  as PyTorch does on float32 tensors. Float64 arithmetic or rounding ties up
   gives other integers on a few pixels.
 * RGB, no border crop.
 * PSNR: ``20·log10(255 / sqrt(mse))`` over all pixels and channels, in
@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jdsr import pixels
+
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 _C1 = (0.01 * 255) ** 2
@@ -35,20 +37,6 @@ _C2 = (0.03 * 255) ** 2
 _GAUSSIAN = np.exp(-(np.arange(SSIM_WINDOW) - SSIM_WINDOW // 2) ** 2 / (2 * SSIM_SIGMA ** 2))
 _GAUSSIAN /= _GAUSSIAN.sum()
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966])  # per unit of R, G, B in [0, 1]
-
-
-def to_uint8(img: np.ndarray) -> np.ndarray:
-  """The protocol's quantisation: clamp to [0, 1], ×255, round (float32, ties to even).
-
-  uint8 input is returned unchanged.
-  """
-  img = np.asarray(img)
-  if img.dtype == np.uint8:
-    return img
-  if not np.issubdtype(img.dtype, np.floating):
-    raise TypeError(f'images must be float in [0, 1] or uint8, got {img.dtype}')
-  scaled = np.clip(img.astype(np.float32), np.float32(0), np.float32(1)) * np.float32(255)
-  return np.rint(scaled).astype(np.uint8)
 
 
 def psnr(pred: np.ndarray, target: np.ndarray, crop: int = 0) -> float | np.ndarray:
@@ -86,7 +74,8 @@ def _prepare(pred: np.ndarray, target: np.ndarray, crop: int,
   if crop < 0:
     raise ValueError(f'crop must be >= 0, got {crop}')
   batched = pred.ndim == 4
-  pred, target = (to_uint8(x if batched else x[None]).astype(np.float64) for x in (pred, target))
+  pred, target = (pixels.quantize(x if batched else x[None]).astype(np.float64)
+                  for x in (pred, target))
   height, width = pred.shape[1] - 2 * crop, pred.shape[2] - 2 * crop
   if min(height, width) < min_size:
     raise ValueError(f'images of shape {pred.shape[1:]} are {max(height, 0)}×{max(width, 0)} after '

@@ -39,7 +39,7 @@ def score(model, photos: pathlib.Path, tlsc) -> dict:
   import jax.numpy as jnp
 
   import jdsr
-  from jdsr import figures, imageio, metrics
+  from jdsr import imageio, metrics, pixels
   from jdsr.data import degrade
 
   paths = imageio.list_images(photos)
@@ -48,14 +48,14 @@ def score(model, photos: pathlib.Path, tlsc) -> dict:
   rows = []
   for i, path in enumerate(tqdm(paths, desc='scoring', unit='image')):
     blur_lr, sharp_lr, sharp_hr = degrade.Degradation()(imageio.read_image(path).rgb, seed=SEED + i)
-    blur_lr = metrics.to_uint8(blur_lr).astype(np.float32) / 255
+    blur_lr = pixels.to_float(pixels.quantize(blur_lr))
     h, w = blur_lr.shape[0] // 8 * 8, blur_lr.shape[1] // 8 * 8  # the model wants multiples of 8
     blur_lr, sharp_lr, sharp_hr = blur_lr[:h, :w], sharp_lr[:h, :w], sharp_hr[:4 * h, :4 * w]
     stages, sr = jdsr.apply(model, jnp.asarray(blur_lr[None]), tlsc=tlsc)
-    hr, lr = metrics.to_uint8(sharp_hr), metrics.to_uint8(sharp_lr)
-    sr, stage3 = metrics.to_uint8(np.asarray(sr[0])), metrics.to_uint8(np.asarray(stages[0][0]))
-    bicubic, blurry = figures.bicubic_upscale(blur_lr), metrics.to_uint8(blur_lr)
-    sharp_bicubic = figures.bicubic_upscale(lr.astype(np.float32) / 255)
+    hr, lr = pixels.quantize(sharp_hr), pixels.quantize(sharp_lr)
+    sr, stage3 = pixels.quantize(np.asarray(sr[0])), pixels.quantize(np.asarray(stages[0][0]))
+    bicubic, blurry = pixels.upscale(blur_lr), pixels.quantize(blur_lr)
+    sharp_bicubic = pixels.upscale(pixels.to_float(lr))
     rows.append({'name': path.name,
                  'ours_psnr': metrics.psnr(sr, hr), 'ours_ssim': metrics.ssim(sr, hr),
                  'bicubic_psnr': metrics.psnr(bicubic, hr), 'bicubic_ssim': metrics.ssim(bicubic, hr),
@@ -92,11 +92,12 @@ def main() -> None:
   args = parser.parse_args()
 
   import jdsr
-  model = jdsr.load_checkpoint(args.checkpoint)
+  from jdsr import files
+  model = jdsr.load(args.checkpoint)
   result = score(model, args.photos, jdsr.TLSC() if args.tlsc else None)
   print(table(result))
   if args.json:
-    args.json.write_text(json.dumps(result, indent=1))
+    files.atomic_write(args.json, json.dumps(result, indent=1))
 
 
 if __name__ == '__main__':

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jdsr import pixels
 from jdsr.data import degrade
 
 KODIM01 = pathlib.Path(__file__).parents[2] / 'shared/data/photos/kodak24/kodim01.png'
@@ -107,6 +108,12 @@ def test_bicubic_down_shapes_and_constant(shape, expected):
   np.testing.assert_allclose(out, 0.7, atol=1e-5)
 
 
+def test_bicubic_down_is_the_crop_resized_by_pixels():
+  image = np.random.default_rng(4).uniform(size=(67, 53, 3)).astype(np.float32)
+  np.testing.assert_array_equal(degrade.bicubic_down(image),
+                                pixels.resize_bicubic(image[:64, :52], (16, 13)))
+
+
 def test_bicubic_down_antialiases():
   checker = (np.indices((64, 64)).sum(axis=0) % 2).astype(np.float32)[..., None]
   out = degrade.bicubic_down(checker)
@@ -129,6 +136,17 @@ def test_degradation_shapes_range_and_determinism():
   other = make(hr, seed=8)
   assert np.abs(other[0] - blur_lr).mean() > 1e-3
   np.testing.assert_array_equal(other[1], sharp_lr)
+
+
+def test_integer_photos_are_converted_by_pixels_to_float():
+  u8 = np.random.default_rng(6).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+  u16 = u8.astype(np.uint16) * 257
+  expected = degrade.Degradation()(u8.astype(np.float32) / 255, seed=1)
+  for image in (u8, u16):
+    for a, b in zip(degrade.Degradation()(image, seed=1), expected):
+      np.testing.assert_array_equal(a, b)
+  with pytest.raises(TypeError, match='uint8, uint16 or float'):
+    degrade.Degradation()(u8.astype(np.int32), seed=1)
 
 
 def test_noise_changes_only_the_blurry_lr():

@@ -1,4 +1,4 @@
-"""The comparison figures: bicubic baseline, zoom box choice, layout and saving."""
+"""The comparison figures: zoom box choice, layout and saving (bicubic: test_pixels)."""
 
 from __future__ import annotations
 
@@ -29,38 +29,6 @@ def _crop_origin(figure: Image.Image, i: int, panel_w: int, crop_w: int, crop_h:
   """(y, x) of panel i's zoom crop: the bottom row of the layout, centred in its column."""
   col_w = max(panel_w, crop_w)
   return figure.height - GAP - crop_h, GAP + i * (col_w + GAP) + (col_w - crop_w) // 2
-
-
-# bicubic_upscale
-
-
-def test_bicubic_upscale_shape_and_range():
-  checker = (np.indices((8, 10)).sum(0) % 2).astype(np.float32)  # 0/1 edges: bicubic overshoots
-  lr = np.stack([checker, 1 - checker, np.full_like(checker, 0.5)], axis=-1)
-  up = figures.bicubic_upscale(lr)
-  assert up.shape == (32, 40, 3) and up.dtype == np.float32
-  assert up.min() == 0.0 and up.max() == 1.0  # reached, and clipped there
-  assert 0 < np.mean((up > 0) & (up < 1))  # interpolated, not nearest-neighbour
-  assert figures.bicubic_upscale(lr, scale=2).shape == (16, 20, 3)
-
-
-@pytest.mark.parametrize('scale', [2, 3, 4])
-def test_bicubic_upscale_matches_pillow_8bit(scale):
-  # Mid-range values, so that no overshoot is clipped: Pillow's 8-bit resize clips and rounds
-  # after each of its two passes, which float mode does not.
-  u8 = np.random.default_rng(0).integers(64, 193, (12, 17, 3), dtype=np.uint8)
-  theirs = np.asarray(Image.fromarray(u8).resize((17 * scale, 12 * scale), Image.Resampling.BICUBIC)) / 255
-  ours = figures.bicubic_upscale(u8 / 255, scale=scale)
-  assert ours.shape == theirs.shape
-  # Rounding: half a level at the end, and half a level after the first pass, amplified by the
-  # second pass's sum of absolute weights (< 1.15): at most 1.075 levels.
-  diff = np.abs(ours - theirs)
-  assert diff.max() <= 1.075 / 255 and diff.mean() < 0.4 / 255
-
-
-def test_bicubic_upscale_of_a_constant_is_the_constant():
-  up = figures.bicubic_upscale(np.full((5, 7, 3), 0.3, np.float32))
-  np.testing.assert_allclose(up, 0.3, rtol=0, atol=1e-6)
 
 
 # pick_zoom_box

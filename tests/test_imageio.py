@@ -14,8 +14,9 @@ import pytest
 from PIL import Image as PILImage
 from PIL import features
 
-from jdsr import imageio, metrics
+from jdsr import imageio
 from jdsr.imageio import ImageError, list_images, read_image, write_image
+from jdsr.pixels import quantize
 
 
 def _rng() -> np.random.Generator:
@@ -388,7 +389,7 @@ def test_tiff_round_trip_is_exact(tmp_path):
   alpha = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
   write_image(tmp_path / 'out.TIFF', image.rgb, alpha)
   image = read_image(tmp_path / 'out.TIFF')
-  np.testing.assert_array_equal(image.alpha, metrics.to_uint8(alpha).astype(np.float32) / 255)
+  np.testing.assert_array_equal(image.alpha, quantize(alpha).astype(np.float32) / 255)
 
 
 def test_write_clamps_and_rounds_like_the_metrics(tmp_path):
@@ -396,7 +397,7 @@ def test_write_clamps_and_rounds_like_the_metrics(tmp_path):
                         np.full((1, 8, 3), 0.5 / 255), np.full((1, 8, 3), 1.5 / 255)]).astype(np.float32)
   write_image(tmp_path / 'out.png', rgb)
   with PILImage.open(tmp_path / 'out.png') as written:
-    np.testing.assert_array_equal(np.asarray(written), metrics.to_uint8(rgb))
+    np.testing.assert_array_equal(np.asarray(written), quantize(rgb))
 
 
 def test_write_rejects_bad_arrays(tmp_path):
@@ -618,7 +619,7 @@ def test_write_goes_through_a_temporary_file_in_the_same_folder(tmp_path, monkey
     write_image(tmp_path / 'photo.TIF', np.zeros((4, 4, 3), np.float32))
   (temporary, file_format), = calls
   assert temporary.parent == tmp_path and temporary.name != 'photo.TIF'
-  assert temporary.name.startswith('.photo.tmp-') and temporary.suffix == '.TIF'
+  assert temporary.name.startswith('.photo.TIF.tmp-') and temporary.suffix == '.TIF'
   assert file_format == 'TIFF'
 
 

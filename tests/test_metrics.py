@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from jdsr import metrics
+from jdsr import metrics, pixels
 from tests import reference
 
 
@@ -47,13 +47,19 @@ def test_identical_images(golden):
   np.testing.assert_allclose(metrics.ssim(target, target.copy()), 1.0, rtol=0, atol=1e-12)
 
 
-def test_to_uint8_clamps_and_rounds_ties_to_even():
+def test_quantisation_clamps_and_rounds_ties_to_even():
   img = np.array([-0.1, 0.0, 2.5 / 255, 3.5 / 255, 1.0, 1.7], np.float32)
-  np.testing.assert_array_equal(metrics.to_uint8(img), [0, 0, 2, 4, 255, 255])
+  np.testing.assert_array_equal(pixels.quantize(img), [0, 0, 2, 4, 255, 255])
   quantised = np.arange(256, dtype=np.uint8)
-  np.testing.assert_array_equal(metrics.to_uint8(quantised), quantised)
+  np.testing.assert_array_equal(pixels.quantize(quantised), quantised)
   with pytest.raises(TypeError, match='uint8'):
-    metrics.to_uint8(np.zeros(3, np.int32))
+    pixels.quantize(np.zeros(3, np.int32))
+  # The metrics quantise with it: float images score as their quantised selves.
+  pred = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+  target = _flat((40, 120, 200))
+  assert metrics.psnr(pred, target) == metrics.psnr(pixels.quantize(pred), target)
+  with pytest.raises(TypeError, match='uint8'):
+    metrics.psnr(np.zeros((16, 16, 3), np.int32), target)
 
 
 def test_y_of_black_and_white_spans_16_to_235():

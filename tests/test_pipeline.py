@@ -38,8 +38,8 @@ def _examples(lr_h: int = LR_H) -> list[dict]:
   return out
 
 
-def _synthetic() -> pipeline.ArraySource:
-  return pipeline.ArraySource(_examples())
+def _synthetic() -> pipeline.SequenceSource:
+  return pipeline.SequenceSource(_examples())
 
 
 def _batches(seed: int = 0, count: int = 5, **kwargs) -> list[dict]:
@@ -91,15 +91,21 @@ def test_batches_are_aligned_crops_with_all_transforms():
 def test_crop_and_augment_is_deterministic_and_accepts_float():
   example = {k: tf.constant(v) for k, v in _examples()[0].items()}
   as_float = {k: tf.cast(v, tf.float32) / 255 if v.dtype == tf.uint8 else v for k, v in example.items()}
+  as_16bit = {k: tf.cast(v, tf.uint16) * 257 if v.dtype == tf.uint8 else v
+              for k, v in example.items()}
   seed = tf.constant([7, 9], tf.int64)
   first = pipeline.crop_and_augment(example, seed, CROP, SCALE)
   for other in (pipeline.crop_and_augment(example, seed, CROP, SCALE),
-                pipeline.crop_and_augment(as_float, seed, CROP, SCALE)):
+                pipeline.crop_and_augment(as_float, seed, CROP, SCALE),
+                pipeline.crop_and_augment(as_16bit, seed, CROP, SCALE)):
     for key in pipeline.IMAGE_KEYS:
       np.testing.assert_allclose(other[key].numpy(), first[key].numpy(), atol=1e-7)
   draws = {_transform_of(pipeline.crop_and_augment(example, tf.constant([7, s], tf.int64), CROP, SCALE)
                          ['blur_lr'].numpy()) for s in range(10)}
   assert len(draws) > 1
+  with pytest.raises(TypeError, match='uint8, uint16 or float'):
+    pipeline.crop_and_augment(dict(example, blur_lr=tf.cast(example['blur_lr'], tf.int32)), seed,
+                              CROP, SCALE)
 
 
 def test_same_seed_same_batches_other_seed_differs():
@@ -127,7 +133,7 @@ def test_resuming_at_any_position_gives_the_same_batches():
 
 
 def test_resume_does_not_load_what_it_skips():
-  class Counting(pipeline.ArraySource):
+  class Counting(pipeline.SequenceSource):
     loads = 0
 
     def load(self, index, epoch):

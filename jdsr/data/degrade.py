@@ -4,8 +4,8 @@ For training on any folder of sharp photos. From a sharp HR image,
 ``Degradation(...)(hr, seed)`` makes
 
 * ``sharp_hr``: the input cropped to a multiple of ``scale``;
-* ``sharp_lr = bicubic_down(sharp_hr)``: Pillow's antialiased BICUBIC ×1/scale
-  in float mode 'F' (like MATLAB ``imresize``);
+* ``sharp_lr = bicubic_down(sharp_hr)``: ``jdsr.pixels.resize_bicubic`` ×1/scale
+  (Pillow's antialiased BICUBIC in float mode 'F', like MATLAB ``imresize``);
 * ``blur_lr = bicubic_down(blur(sharp_hr, k)) + noise``: camera-shake motion
   blur at HR, then the same downsampling, then optional Gaussian noise;
 
@@ -35,7 +35,8 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from PIL import Image
+
+from jdsr import pixels
 
 SUBSAMPLES = 8  # path samples per trajectory segment
 
@@ -106,12 +107,13 @@ def crop_to_multiple(image: np.ndarray, scale: int) -> np.ndarray:
 
 
 def bicubic_down(image: np.ndarray, scale: int = 4) -> np.ndarray:
-  """float32 H×W×C → (H//scale)×(W//scale)×C with Pillow's antialiased BICUBIC in mode 'F'."""
+  """float H×W×C cropped to a multiple of ``scale``, then ×1/scale by ``pixels.resize_bicubic``.
+
+  float32 (H//scale)×(W//scale)×C, not clipped.
+  """
   image = crop_to_multiple(image, scale)
   h, w = image.shape[:2]
-  channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., c], dtype=np.float32)).resize(
-      (w // scale, h // scale), Image.Resampling.BICUBIC)) for c in range(image.shape[2])]
-  return np.stack(channels, axis=-1).astype(np.float32)
+  return pixels.resize_bicubic(image, (h // scale, w // scale))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +129,8 @@ class Degradation:
   noise: float = 0.0
 
   def __call__(self, hr: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """`hr`: H×W×C, float in [0, 1] or uint8. Returns float32 arrays in [0, 1]."""
-    hr = np.asarray(hr)
-    hr = hr.astype(np.float32) / 255 if hr.dtype == np.uint8 else hr.astype(np.float32)
+    """`hr`: H×W×C, float in [0, 1], uint8 or uint16. Returns float32 arrays in [0, 1]."""
+    hr = pixels.to_float(hr)
     rng = np.random.default_rng(seed)
     kernel = motion_kernel(rng, self.kernel_size, self.length)  # drawn first: noise never changes it
     sharp_hr = np.clip(crop_to_multiple(hr, self.scale), 0, 1)

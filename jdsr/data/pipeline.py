@@ -3,9 +3,10 @@
 A training example is a dict of three images of one scene, H×W×3, uint8 or
 float in [0, 1]: 'blur_lr' (the blurry LR input), 'sharp_lr' (the phase-1
 target) and 'sharp_hr' (scale·H × scale·W), and 'id'. Examples come from a
-random-access ``Source``: ``TfdsSource`` over the REDS tfds dataset
-(``jdsr.data.reds_tfds.train_source``), ``PhotoSource`` over a folder of sharp
-photos degraded on the fly, or ``ArraySource`` over examples in memory.
+random-access ``Source``: ``SequenceSource`` over any sequence of examples (a
+list in memory, or the REDS tfds data source of
+``jdsr.data.reds_tfds.train_source``), or ``PhotoSource`` over a folder of sharp
+photos degraded on the fly.
 
 * ``shard_order``: which (epoch, index) this host loads next: its shard of the
   indices, a new seeded permutation every epoch, from any position on.
@@ -33,7 +34,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 import tensorflow as tf
 
-from jdsr import imageio
+from jdsr import imageio, pixels
 
 IMAGE_KEYS = ('blur_lr', 'sharp_lr', 'sharp_hr')
 
@@ -41,10 +42,13 @@ Degrader = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def _to_float(image: tf.Tensor) -> tf.Tensor:
-  """uint8 → float32 / 255; a float image is cast to float32 as it is."""
-  if image.dtype == tf.uint8:
-    return tf.cast(image, tf.float32) / 255.0
-  return tf.cast(image, tf.float32)
+  """The tf.data twin of ``jdsr.pixels.to_float``: uint8 / 255, uint16 / 65535, float cast."""
+  image = tf.convert_to_tensor(image)
+  if image.dtype in (tf.uint8, tf.uint16):
+    return tf.cast(image, tf.float32) / (255.0 if image.dtype == tf.uint8 else 65535.0)
+  if image.dtype.is_floating:
+    return tf.cast(image, tf.float32)
+  raise TypeError(f'images must be uint8, uint16 or float in [0, 1], got {image.dtype.name}')
 
 
 def _check_static(name: str, shape: tf.TensorShape, size: int) -> None:
@@ -66,7 +70,8 @@ def crop_and_augment(example: dict, seed: tf.Tensor, lr_size: int = 64, scale: i
 
   ``seed``: shape [2] integer, for the stateless random ops. The crop's top-left
   corner is uniform over every LR position that fits; the HR crop is at scale×
-  that corner. Returns float32 in [0, 1]; other keys (such as 'id') pass
+  that corner. The images may be uint8, uint16 (converted as ``jdsr.pixels.to_float``
+  does) or float; returns float32 in [0, 1]; other keys (such as 'id') pass
   through. An image smaller than its crop, or an HR image that is not scale× the
   LR, is an error (see the module docstring).
   """
@@ -119,11 +124,15 @@ class Source(Protocol):
   def load(self, index: int, epoch: int) -> dict: ...
 
 
-class ArraySource:
-  """Examples held in memory (a sequence of dicts): the same every epoch."""
+class SequenceSource:
+  """Random access over a sequence of example dicts, the same every epoch.
+
+  A list in memory, or a tfds split's ``builder.as_data_source(split)`` (REDS train).
+  The sequence is kept as it is, not copied.
+  """
 
   def __init__(self, examples: Sequence[dict]):
-    self.examples = list(examples)
+    self.examples = examples
 
   def __len__(self) -> int:
     return len(self.examples)
@@ -160,27 +169,6 @@ class PhotoSource:
             'id': self.paths[index].name}
 
 
-class TfdsSource:
-  """A random-access tfds split (``builder.as_data_source(split)``), e.g. REDS train."""
-
-  def __init__(self, data_source: Sequence[dict]):
-    self.data_source = data_source
-
-  def __len__(self) -> int:
-    return len(self.data_source)
-
-  def load(self, index: int, epoch: int) -> dict:
-    del epoch
-    return self.data_source[index]
-
-
-def _as_float(image: np.ndarray) -> np.ndarray:
-  image = np.asarray(image)
-  if image.dtype == np.uint8:
-    return image.astype(np.float32) / np.float32(255)
-  return image.astype(np.float32)
-
-
 def examples(source: Source, order: tf.data.Dataset) -> tf.data.Dataset:
   """``source.load`` mapped over a dataset of (epoch, index) pairs: dicts of float32 images and 'id'."""
 
@@ -188,7 +176,7 @@ def examples(source: Source, order: tf.data.Dataset) -> tf.data.Dataset:
     example = source.load(int(index), int(epoch))
     name = example.get('id', str(int(index)))
     name = name if isinstance(name, bytes) else str(name).encode()
-    return (*(_as_float(example[key]) for key in IMAGE_KEYS), name)
+    return (*(pixels.to_float(example[key]) for key in IMAGE_KEYS), name)
 
   def to_dict(epoch: tf.Tensor, index: tf.Tensor) -> dict:
     *images, name = tf.numpy_function(load, [epoch, index], [tf.float32] * 3 + [tf.string],

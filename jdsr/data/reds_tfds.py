@@ -115,7 +115,7 @@ def _prepare(builder: Reds, manual_dir: reds.PathLike) -> None:
 
 
 def train_source(manual_dir: reds.PathLike, data_dir: reds.PathLike):
-  """REDS train as a random-access ``jdsr.data.pipeline.TfdsSource``, for training.
+  """REDS train as a random-access ``jdsr.data.pipeline.SequenceSource``, for training.
 
   Prepares ``reds/train`` from ``manual_dir`` first if needed, in the
   ArrayRecord format, which allows random access (and so resuming a run
@@ -126,7 +126,7 @@ def train_source(manual_dir: reds.PathLike, data_dir: reds.PathLike):
 
   builder = _builder('train', os.path.join(data_dir, 'array_record'), file_format='array_record')
   _prepare(builder, manual_dir)
-  return pipeline.TfdsSource(builder.as_data_source(split='train'))
+  return pipeline.SequenceSource(builder.as_data_source(split='train'))
 
 
 def load(split: str, manual_dir: reds.PathLike, data_dir: reds.PathLike) -> tf.data.Dataset:
