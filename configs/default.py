@@ -1,6 +1,6 @@
 """The paper's final model (Model-2 weights; Model-3 is the same with TLSC at test time).
 
-Also the training defaults (SPEC.md "Training"), which the phase configs
+Also the training defaults (see docs/network.md, "Training"), which the phase configs
 (phase1_deblur.py, phase2_sr.py, phase3_joint.py) override.
 """
 

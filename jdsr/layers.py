@@ -1,7 +1,7 @@
 """Building blocks shared by the deblurring and super-resolution modules.
 
 Everything is NHWC. Each function here reproduces one PyTorch operator of the
-official implementation exactly (see SPEC.md in the project notes):
+official implementation exactly (see docs/network.md, "Operators"):
 
 * ``conv``: a bias-free ``nnx.Conv`` with 'same' zero padding and PyTorch's
   default initialisation.

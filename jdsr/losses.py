@@ -1,8 +1,8 @@
 """The training losses of the three training phases.
 
 Everything is NHWC float32, jit-friendly and differentiable. Each function
-reproduces the official implementation's loss exactly (see SPEC.md in the
-project notes, section "Losses"); every mean is over all elements:
+reproduces the official implementation's loss exactly (see docs/network.md,
+"Losses"); every mean is over all elements:
 
 * ``charbonnier``: mean(sqrt((x - y)² + ε²)), ε = 1e-3.
 * ``edge``: the Charbonnier loss between Laplacian-pyramid details

@@ -48,7 +48,7 @@ def test_matches_reference(golden, name):
   np.testing.assert_allclose(float(got), values[name], rtol=1e-5)
 
 
-# Independent float64 NumPy versions of the two filters, from SPEC.md.
+# Independent float64 NumPy versions of the two filters, from docs/network.md, "Losses".
 
 def _np_correlate(x, kernel, mode):
   p = kernel.shape[0] // 2
