@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import ml_collections
 
+# Fields that choose how the network is computed, not what it is: a checkpoint
+# loads under any value of them (``jdsr.checkpoints.load``).
+COMPUTE_FIELDS = ('conv_impl',)
+
 
 def model_config(**overrides) -> ml_collections.ConfigDict:
   """The paper's final model (34,116,641 parameters), with ``overrides`` applied."""

@@ -1,395 +1,61 @@
-"""Official PyTorch checkpoints in and out, and the project's orbax checkpoints.
+"""Convert checkpoints between the official PyTorch format (.pth) and jdsr's orbax checkpoints.
 
-The official ``.pth`` holds 1,363 tensors (OIHW convolution kernels, no biases,
-the one shared PReLU repeated under 57 keys). ``official_layout(config)``
-lists them in the official file order, each with the parameter of ours it
-belongs to: the path in ``nnx.state(model, nnx.Param)`` and, for stacked
-(scanned) blocks, the index into the leading axes. Loading and saving are both
-driven by that one table.
+    python -m jdsr.convert --checkpoint official.pth --out checkpoints/official  # .pth -> orbax
+    python -m jdsr.convert --checkpoint models/demo --out demo.pth              # orbax -> .pth
+    python -m jdsr.convert --checkpoint runs/phase3 --out phase3.pth            # a workdir's best
 
-Command line::
-
-    python -m jdsr.convert --pth official.pth --out ckpt_dir     # .pth -> orbax
-    python -m jdsr.convert --ckpt ckpt_dir --out exported.pth    # orbax -> .pth
+--checkpoint takes whatever jdsr.load takes: an official .pth, a jdsr (orbax)
+checkpoint directory or a training workdir (its best checkpoint, else its
+latest). --out is written in the official format if it ends in .pth, as a jdsr
+orbax checkpoint directory otherwise. A .pth holds no model config: --config
+names the architecture (a configs/*.py file, whose `model` is used; the paper's
+model by default). --overwrite replaces an existing checkpoint, never anything
+else, and never the input.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
-import pathlib
-import pickle
 import sys
-from collections import OrderedDict
-from typing import Iterator
 
-import jax
-import ml_collections
-import numpy as np
-from flax import nnx
+from absl import app, flags
+from ml_collections import config_flags
 
-from jdsr import config as config_lib
-from jdsr.model import JDSR
-
-PRELU_PATH = ('act', 'negative_slope')
-
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-  """One tensor of the official checkpoint and where it lives in our model."""
-  key: str  # official key, without any 'module.' prefix
-  shape: tuple[int, ...]  # official (PyTorch) shape
-  path: tuple  # path of our parameter
-  index: tuple[int, ...] = ()  # index into our parameter's stacked leading axes
-
-  @property
-  def is_prelu(self) -> bool:
-    return self.path == PRELU_PATH
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file whose `model` is the architecture of a .pth checkpoint '
+    '(default: the paper\'s model; a jdsr checkpoint carries its own).')
+flags.DEFINE_string('checkpoint', None, 'The checkpoint to read: .pth, orbax directory or workdir.')
+flags.DEFINE_string('out', None, 'Where to write: NAME.pth (official format) or a directory (orbax).')
+flags.DEFINE_bool('overwrite', False, 'Replace --out if it is an existing checkpoint.')
+flags.mark_flags_as_required(['checkpoint', 'out'])
+FLAGS = flags.FLAGS
 
 
-# -- the layout, module by module, in the order PyTorch registers them -------
+def main(argv: list[str]) -> int:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  import jax  # after flag parsing: --help stays fast
+  from flax import nnx
 
+  from jdsr import checkpoints
 
-def _conv(key, path, o, i, k, index=()) -> Iterator[Entry]:
-  yield Entry(f'{key}.weight', (o, i, k, k), (*path, 'kernel'), index)
-
-
-def _prelu(key) -> Iterator[Entry]:
-  yield Entry(f'{key}.weight', (1,), PRELU_PATH)
-
-
-def _cab(key, path, c, r, index=()) -> Iterator[Entry]:
-  yield from _conv(f'{key}.CA.conv_du.0', (*path, 'CA', 'conv_du1'), c // r, c, 1, index)
-  yield from _conv(f'{key}.CA.conv_du.2', (*path, 'CA', 'conv_du2'), c, c // r, 1, index)
-  yield from _conv(f'{key}.body.0', (*path, 'body1'), c, c, 3, index)
-  yield from _prelu(f'{key}.body.1')
-  yield from _conv(f'{key}.body.2', (*path, 'body2'), c, c, 3, index)
-
-
-def _cabs(key, path, n, c, r) -> Iterator[Entry]:
-  for j in range(n):
-    yield from _cab(f'{key}.{j}', path, c, r, (j,))
-
-
-def _encoder(key, path, cfg, csff) -> Iterator[Entry]:
-  c, s, r, n = cfg.n_feat, cfg.scale_unetfeats, cfg.reduction, cfg.num_unet_cab
-  widths = (c, c + s, c + 2 * s)
-  for i, w in enumerate(widths, 1):
-    yield from _cabs(f'{key}.encoder_level{i}', (*path, f'encoder_level{i}'), n, w, r)
-  yield from _conv(f'{key}.down12.down.1', (*path, 'down12', 'conv'), c + s, c, 1)
-  yield from _conv(f'{key}.down23.down.1', (*path, 'down23', 'conv'), c + 2 * s, c + s, 1)
-  if csff:
-    for kind in ('enc', 'dec'):
-      for i, w in enumerate(widths, 1):
-        yield from _conv(f'{key}.csff_{kind}{i}', (*path, f'csff_{kind}{i}'), w, w, 1)
-
-
-def _decoder(key, path, cfg) -> Iterator[Entry]:
-  c, s, r, n = cfg.n_feat, cfg.scale_unetfeats, cfg.reduction, cfg.num_unet_cab
-  for i, w in enumerate((c, c + s, c + 2 * s), 1):
-    yield from _cabs(f'{key}.decoder_level{i}', (*path, f'decoder_level{i}'), n, w, r)
-  yield from _cab(f'{key}.skip_attn1', (*path, 'skip_attn1'), c, r)
-  yield from _cab(f'{key}.skip_attn2', (*path, 'skip_attn2'), c + s, r)
-  yield from _conv(f'{key}.up21.up.1', (*path, 'up21', 'conv'), c, c + s, 1)
-  yield from _conv(f'{key}.up32.up.1', (*path, 'up32', 'conv'), c + s, c + 2 * s, 1)
-
-
-def _orsnet(key, path, cfg) -> Iterator[Entry]:
-  c, s, r = cfg.n_feat, cfg.scale_unetfeats, cfg.reduction
-  co, n = c + cfg.scale_orsnetfeats, cfg.num_cab
-  for i in (1, 2, 3):
-    yield from _cabs(f'{key}.orb{i}.body', (*path, f'orb{i}', 'body'), n, co, r)
-    yield from _conv(f'{key}.orb{i}.body.{n}', (*path, f'orb{i}', 'conv'), co, co, 3)
-  for name in ('up_enc1', 'up_dec1'):
-    yield from _conv(f'{key}.{name}.up.1', (*path, name, 'conv'), c, c + s, 1)
-  for name in ('up_enc2', 'up_dec2'):
-    yield from _conv(f'{key}.{name}.0.up.1', (*path, name, 0, 'conv'), c + s, c + 2 * s, 1)
-    yield from _conv(f'{key}.{name}.1.up.1', (*path, name, 1, 'conv'), c, c + s, 1)
-  for kind in ('enc', 'dec'):
-    for i in (1, 2, 3):
-      yield from _conv(f'{key}.conv_{kind}{i}', (*path, f'conv_{kind}{i}'), co, c, 1)
-
-
-def _sam(key, c) -> Iterator[Entry]:
-  yield from _conv(f'{key}.conv1', (key, 'conv1'), c, c, 1)
-  yield from _conv(f'{key}.conv2', (key, 'conv2'), 3, c, 1)
-  yield from _conv(f'{key}.conv3', (key, 'conv3'), c, 3, 1)
-
-
-def _reconstructor(cfg) -> Iterator[Entry]:
-  c, inner, nb = cfg.sr_feat, cfg.sr_feat // cfg.mscam_reduction, cfg.n_resblocks
-  path = ('SRNet_reconstructor',)
-  for g in range(cfg.n_resgroups):
-    key = f'SRNet_reconstructor{g + 1}.body'
-    for j in range(nb):
-      k, p, idx = f'{key}.{j}.body', (*path, 'body'), (g, j)
-      yield from _conv(f'{k}.0', (*p, 'body1'), c, c, 3, idx)
-      yield from _conv(f'{k}.2', (*p, 'body2'), c, c, 3, idx)
-      yield from _conv(f'{k}.3.local_att.0', (*p, 'MSCAM', 'local_att1'), inner, c, 1, idx)
-      yield from _conv(f'{k}.3.local_att.2', (*p, 'MSCAM', 'local_att2'), c, inner, 1, idx)
-      yield from _conv(f'{k}.3.global_att.1', (*p, 'MSCAM', 'global_att1'), inner, c, 1, idx)
-      yield from _conv(f'{k}.3.global_att.3', (*p, 'MSCAM', 'global_att2'), c, inner, 1, idx)
-    yield from _conv(f'{key}.{nb}', (*path, 'conv'), c, c, 3, (g,))
-
-
-def official_layout(cfg: ml_collections.ConfigDict) -> list[Entry]:
-  """Every tensor of the official checkpoint for a model config, in file order."""
-  c, r = cfg.n_feat, cfg.reduction
-  co, sr = c + cfg.scale_orsnetfeats, cfg.sr_feat
-
-  def gen():
-    for i in (1, 2, 3):
-      yield from _conv(f'shallow_feat{i}.0', (f'shallow_feat{i}', 'conv'), c, 3, 3)
-      yield from _cab(f'shallow_feat{i}.1', (f'shallow_feat{i}', 'cab'), c, r)
-    for stage in (1, 2):
-      yield from _encoder(f'stage{stage}_encoder', (f'stage{stage}_encoder',), cfg, stage == 2)
-      yield from _decoder(f'stage{stage}_decoder', (f'stage{stage}_decoder',), cfg)
-    yield from _orsnet('stage3_orsnet', ('stage3_orsnet',), cfg)
-    yield from _sam('sam12', c)
-    yield from _sam('sam23', c)
-    yield from _conv('concat12', ('concat12',), c, 2 * c, 3)
-    yield from _conv('concat23', ('concat23',), co, 2 * c, 3)
-    yield from _conv('tail', ('tail',), 3, co, 3)
-    yield from _cab('SRNet_sr_cab', ('SRNet_sr_cab',), co, r)
-    yield from _conv('SRNet_before_rec.0', ('SRNet_before_rec',), sr, co, 3)
-    yield from _prelu('SRNet_before_rec.1')
-    yield from _conv('SRNet_HRconv', ('SRNet_HRconv',), sr, sr, 3)
-    yield from _reconstructor(cfg)
-    yield from _conv('SRNet_upscale.0', ('SRNet_upscale', 'conv1'), sr * cfg.scale ** 2, sr, 1)
-    yield from _conv('SRNet_upscale.2', ('SRNet_upscale', 'conv2'), 3, sr, 3)
-
-  return list(gen())
-
-
-# -- official .pth files -------------------------------------------------------
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be read or does not fit the model."""
-
-
-def read_pth(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """The state dict of an official ``.pth`` as float32 arrays, keys without 'module.'.
-
-  Accepts ``{'state_dict': ...}`` (as the official training script saves it)
-  or a bare state dict. Only tensors are unpickled (``weights_only=True``): a
-  file that would run code when loaded is refused.
-  """
-  import torch  # optional dependency: only needed for .pth files
-
-  path = os.fspath(path)
-  if not os.path.isfile(path):
-    raise CheckpointError(f'{path}: no such file')
   try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
-  except pickle.UnpicklingError as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise CheckpointError(
-        f'{path}: refused to load: the file holds more than tensors and plain containers '
-        f'(only weights_only=True loading is allowed, as it cannot run code): {first}') from e
-  except Exception as e:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-    raise CheckpointError(f'{path}: not a readable PyTorch checkpoint: {e}') from e
-  state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
-  if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-    raise CheckpointError(f'{path}: expected a state dict of tensors (or a dict with a '
-                          f"'state_dict' entry), got {type(state).__name__}")
-  out = {}
-  for key, value in state.items():
-    key = key[len('module.'):] if key.startswith('module.') else key
-    if key in out:
-      raise CheckpointError(f"{path}: key {key!r} appears both with and without 'module.'")
-    out[key] = value.detach().to(torch.float32).numpy()
-  return out
-
-
-def _flat_params(model: JDSR) -> dict[tuple, nnx.Variable]:
-  return dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
-
-
-def state_dict_to_params(state_dict: dict[str, np.ndarray], cfg: ml_collections.ConfigDict,
-                         shapes: dict[tuple, tuple[int, ...]], source: str = 'checkpoint'
-                         ) -> dict[tuple, np.ndarray]:
-  """Our parameters (path → array) from an official state dict; strict."""
-  layout = official_layout(cfg)
-  expected = {e.key: e for e in layout}
-  missing = [k for k in expected if k not in state_dict]
-  unexpected = [k for k in state_dict if k not in expected]
-  misshaped = [f'{k}: {tuple(v.shape)} (expected {expected[k].shape})'
-               for k, v in state_dict.items()
-               if k in expected and tuple(v.shape) != expected[k].shape]
-  if missing or unexpected or misshaped:
-    lines = [f'{source} does not fit the model config:']
-    for title, items in (('missing', missing), ('unexpected', unexpected),
-                         ('wrong shape', misshaped)):
-      if items:
-        shown = ', '.join(items[:20]) + (f', ... ({len(items)} in all)' if len(items) > 20 else '')
-        lines.append(f'  {title} keys ({len(items)}): {shown}')
-    raise CheckpointError('\n'.join(lines))
-
-  prelu = {e.key: float(state_dict[e.key][0]) for e in layout if e.is_prelu}
-  values = set(prelu.values())
-  if len(values) > 1:
-    raise CheckpointError(
-        f'{source}: the {len(prelu)} copies of the shared PReLU disagree ({sorted(values)[:5]}); '
-        'the official network has ONE PReLU parameter')
-
-  params = {path: np.zeros(shape, np.float32) for path, shape in shapes.items()}
-  filled = {path: np.zeros(shape[:max(len(shape) - 4, 0)], np.int32)
-            for path, shape in shapes.items()}
-  for e in layout:
-    if e.is_prelu:
-      continue
-    params[e.path][e.index] = state_dict[e.key].transpose(2, 3, 1, 0)  # OIHW -> HWIO
-    filled[e.path][e.index] += 1
-  params[PRELU_PATH] = np.asarray(values.pop(), np.float32).reshape(shapes[PRELU_PATH])
-  filled[PRELU_PATH] += 1
-  bad = [p for p, f in filled.items() if not np.all(f == 1)]
-  if bad:  # the layout and the model disagree: a bug of ours, not the file's
-    raise AssertionError(f'official_layout does not cover each parameter once: {bad}')
-  return params
-
-
-def params_to_state_dict(model: JDSR) -> 'OrderedDict[str, np.ndarray]':
-  """Our parameters as an official state dict (OIHW, file order, PReLU repeated)."""
-  flat = {p: np.asarray(v[...]) for p, v in _flat_params(model).items()}
-  out = OrderedDict()
-  for e in official_layout(model_config_of(model)):
-    w = flat[e.path]
-    if e.is_prelu:
-      out[e.key] = w.reshape(1).astype(np.float32)
-    else:
-      out[e.key] = np.ascontiguousarray(w[e.index].transpose(3, 2, 0, 1))
-  return out
-
-
-def model_config_of(model: JDSR) -> ml_collections.ConfigDict:
-  return ml_collections.ConfigDict(dict(model.config))
-
-
-def abstract_model(cfg: ml_collections.ConfigDict) -> JDSR:
-  """The model's structure without allocating or initialising its weights."""
-  return nnx.eval_shape(lambda: JDSR(cfg, rngs=nnx.Rngs(0)))
-
-
-def _set_params(model: JDSR, params: dict[tuple, np.ndarray]) -> JDSR:
-  flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-  new = [(path, var.replace(jax.numpy.asarray(params[path]))) for path, var in flat]
-  nnx.update(model, nnx.from_flat_state(new))
-  return model
-
-
-def load_pytorch(path: str | os.PathLike, config: ml_collections.ConfigDict | None = None
-                 ) -> JDSR:
-  """A model with the weights of an official ``.pth`` checkpoint."""
-  cfg = config_lib.model_config() if config is None else config
-  state_dict = read_pth(path)
-  model = abstract_model(cfg)
-  shapes = {p: tuple(v.shape) for p, v in _flat_params(model).items()}
-  return _set_params(model, state_dict_to_params(state_dict, cfg, shapes, os.fspath(path)))
-
-
-def save_pytorch(model: JDSR, path: str | os.PathLike) -> None:
-  """Write the model as an official ``.pth`` (``{'state_dict': ...}``), atomically."""
-  import torch
-
-  state_dict = OrderedDict((k, torch.from_numpy(v)) for k, v in params_to_state_dict(model).items())
-  path = pathlib.Path(path)
-  tmp = path.with_name(path.name + '.tmp')
-  torch.save({'state_dict': state_dict}, tmp)
-  os.replace(tmp, path)
-
-
-# -- orbax checkpoints (the project's own format) ---------------------------------
-
-
-def save_checkpoint(model: JDSR, directory: str | os.PathLike, *, overwrite: bool = False
-                    ) -> None:
-  """Save the weights and the model config as an orbax checkpoint directory."""
-  import orbax.checkpoint as ocp
-
-  directory = pathlib.Path(directory).absolute()
-  if directory.exists() and not overwrite:
-    raise FileExistsError(f'{directory} exists; pass overwrite=True to replace it')
-  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    ckptr.save(directory, ocp.args.Composite(
-        params=ocp.args.StandardSave(nnx.state(model, nnx.Param)),
-        model_config=ocp.args.JsonSave(dict(model.config))), force=overwrite)
-
-
-def load_checkpoint(directory: str | os.PathLike,
-                    config: ml_collections.ConfigDict | None = None) -> JDSR:
-  """A model from an orbax checkpoint written by ``save_checkpoint``.
-
-  The model config saved with the weights is used unless ``config`` is given.
-  """
-  import orbax.checkpoint as ocp
-
-  directory = pathlib.Path(directory).absolute()
-  if not (directory / 'params').is_dir():
-    raise CheckpointError(f'{directory}: not a jdsr orbax checkpoint (no params/ inside)')
-  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    if config is None:
-      saved = ckptr.restore(directory, ocp.args.Composite(model_config=ocp.args.JsonRestore()))
-      config = ml_collections.ConfigDict(saved.model_config)
-    model = abstract_model(config)
-    target = nnx.state(model, nnx.Param)
-    restored = ckptr.restore(directory, ocp.args.Composite(params=ocp.args.StandardRestore(target)))
-  nnx.update(model, restored.params)
-  return model
-
-
-# -- command line -------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-  import argparse
-
-  parser = argparse.ArgumentParser(
-      prog='python -m jdsr.convert',
-      description='Convert between official PyTorch checkpoints (.pth) and jdsr orbax '
-      'checkpoints (directories).')
-  src = parser.add_mutually_exclusive_group(required=True)
-  src.add_argument('--pth', help='official .pth checkpoint to read')
-  src.add_argument('--ckpt', help='jdsr orbax checkpoint directory to read')
-  parser.add_argument('--out', required=True,
-                      help='output: an orbax directory (from --pth) or a .pth file (from --ckpt)')
-  parser.add_argument('--config', default=None,
-                      help='model config: a configs/*.py file with get_config() whose .model '
-                      'is used (default: the paper model for --pth, the saved one for --ckpt)')
-  parser.add_argument('--overwrite', action='store_true', help='replace --out if it exists')
-  args = parser.parse_args(argv)
-
-  cfg = _config_from_file(args.config) if args.config else None
-  if os.path.exists(args.out) and not args.overwrite:
-    parser.error(f'{args.out} exists; pass --overwrite to replace it')
-  try:
-    if args.pth:
-      model = load_pytorch(args.pth, cfg)
-      save_checkpoint(model, args.out, overwrite=args.overwrite)
-    else:
-      model = load_checkpoint(args.ckpt, cfg)
-      save_pytorch(model, args.out)
-  except (CheckpointError, FileExistsError) as e:
+    source = checkpoints.resolve(FLAGS.checkpoint)
+    if os.path.realpath(source) == os.path.realpath(FLAGS.out):
+      raise checkpoints.CheckpointError(f'{FLAGS.out}: that is the input; choose another --out')
+    model = checkpoints.load(source, _CONFIG.value)
+    checkpoints.save(model, FLAGS.out, overwrite=FLAGS.overwrite)
+  except (checkpoints.CheckpointError, FileExistsError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  n = sum(int(np.prod(v.shape)) for v in _flat_params(model).values())
-  print(f'wrote {args.out} ({n:,} parameters)')
+  params = sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
+  print(f'wrote {FLAGS.out} ({params:,} parameters)')
   return 0
 
 
-def _config_from_file(path: str) -> ml_collections.ConfigDict:
-  import importlib.util
-
-  spec = importlib.util.spec_from_file_location('_jdsr_config', path)
-  module = importlib.util.module_from_spec(spec)
-  sys.path.insert(0, str(pathlib.Path(path).absolute().parent.parent))
-  try:
-    spec.loader.exec_module(module)
-  finally:
-    sys.path.pop(0)
-  config = module.get_config()
-  return config.model if 'model' in config else config
+def run() -> None:
+  app.run(main)
 
 
 if __name__ == '__main__':
-  sys.exit(main())
+  run()

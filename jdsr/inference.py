@@ -1,4 +1,4 @@
-"""Test-time helpers: the ×8 geometric self-ensemble.
+"""Running a model: ``apply`` (the jit-compiled forward pass) and the ×8 self-ensemble.
 
 The 8 dihedral transforms of an NHWC image are the 4 flips (none, W, H, both)
 and each of them transposed. ``self_ensemble`` runs the model on all 8,
@@ -7,16 +7,30 @@ transforms each output back and averages them.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from jdsr import api, layers
+from jdsr import layers
 from jdsr.model import JDSR
 
 Array = jax.Array
 N_TRANSFORMS = 8
+
+
+@functools.partial(nnx.jit, static_argnames='tlsc', graph=False)
+def apply(model: JDSR, x: jax.Array, tlsc: layers.TLSC | None = None
+          ) -> tuple[list[jax.Array], jax.Array]:
+  """``model(x, tlsc=tlsc)``, jit-compiled (once per input shape and TLSC setting).
+
+  Tree-mode ``nnx.jit``: the model goes in as a plain pytree of parameters and
+  nothing comes back but the images, which saves a copy of the weights per
+  call (250 MB less peak memory than graph mode for the default model).
+  """
+  return model(x, tlsc=tlsc)
 
 
 def dihedral(x: Array, k: int) -> Array:
@@ -49,7 +63,7 @@ def self_ensemble(model: JDSR, x: Array, *, tlsc: layers.TLSC | None = None) -> 
   """
   total = None
   for k in range(N_TRANSFORMS):
-    out = api.apply(model, dihedral(x, k), tlsc=tlsc)
+    out = apply(model, dihedral(x, k), tlsc=tlsc)
     out = jax.tree.map(lambda y: undo_dihedral(y, k), out)
     total = out if total is None else jax.tree.map(jnp.add, total, out)
   return jax.tree.map(lambda y: y / N_TRANSFORMS, total)

@@ -3,7 +3,7 @@
 Module and attribute names follow the official PyTorch implementation and its
 checkpoint keys (``shallow_feat1``, ``stage1_encoder``, ``CAB``, ``SAM``,
 ``ORSNet``, ``RMSCAB``, ``MSCAM``, ``SRNet_reconstructor``...), so that
-``jdsr.convert`` maps one to the other mechanically. Repeated blocks are held
+``jdsr.pth`` maps one to the other mechanically. Repeated blocks are held
 as one stacked module (created with ``nnx.vmap``) and applied with
 ``nnx.scan``: ``stage1_encoder.encoder_level1`` holds the two CABs that the
 checkpoint stores as ``encoder_level1.0`` and ``encoder_level1.1``.
@@ -23,15 +23,22 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
+import math
 from typing import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import nnx
 
 from jdsr import layers
 from jdsr.layers import Act, Array, Pool
+
+# ``conv(in_features, out_features, kernel_size, rngs=...)``: ``layers.conv`` with the
+# model's ``conv_impl`` bound (one ``functools.partial``, made by ``JDSR`` and handed down).
+Conv = Callable[..., nnx.Conv]
 
 
 def stacked(n: int, make: Callable[[nnx.Rngs], nnx.Module], rngs: nnx.Rngs) -> nnx.Module:
@@ -86,9 +93,9 @@ def run_stacked(blocks: nnx.Module, x: Array, *args) -> Array:
 class CALayer(nnx.Module):
   """Channel attention: pool → conv 1 (c→c/r) → ReLU → conv 1 → sigmoid → scale."""
 
-  def __init__(self, c: int, reduction: int, *, impl: str, rngs: nnx.Rngs):
-    self.conv_du1 = layers.conv(c, c // reduction, 1, impl=impl, rngs=rngs)
-    self.conv_du2 = layers.conv(c // reduction, c, 1, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, reduction: int, *, rngs: nnx.Rngs):
+    self.conv_du1 = conv(c, c // reduction, 1, rngs=rngs)
+    self.conv_du2 = conv(c // reduction, c, 1, rngs=rngs)
 
   def __call__(self, x: Array, pool: Pool) -> Array:
     y = self.conv_du2(jax.nn.relu(layers.pool_conv(pool, self.conv_du1, x)))
@@ -98,10 +105,10 @@ class CALayer(nnx.Module):
 class CAB(nnx.Module):
   """Channel attention block: conv 3 → act → conv 3 → CA → + input."""
 
-  def __init__(self, c: int, reduction: int, *, impl: str, rngs: nnx.Rngs):
-    self.CA = CALayer(c, reduction, impl=impl, rngs=rngs)
-    self.body1 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
-    self.body2 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, reduction: int, *, rngs: nnx.Rngs):
+    self.CA = CALayer(conv, c, reduction, rngs=rngs)
+    self.body1 = conv(c, c, 3, rngs=rngs)
+    self.body2 = conv(c, c, 3, rngs=rngs)
 
   def __call__(self, x: Array, act: Act, pool: Pool) -> Array:
     return self.CA(self.body2(act(self.body1(x))), pool) + x
@@ -110,10 +117,10 @@ class CAB(nnx.Module):
 class SAM(nnx.Module):
   """Supervised attention module (all conv 1)."""
 
-  def __init__(self, c: int, *, impl: str, rngs: nnx.Rngs):
-    self.conv1 = layers.conv(c, c, 1, impl=impl, rngs=rngs)
-    self.conv2 = layers.conv(c, 3, 1, impl=impl, rngs=rngs)
-    self.conv3 = layers.conv(3, c, 1, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, *, rngs: nnx.Rngs):
+    self.conv1 = conv(c, c, 1, rngs=rngs)
+    self.conv2 = conv(c, 3, 1, rngs=rngs)
+    self.conv3 = conv(3, c, 1, rngs=rngs)
 
   def __call__(self, x: Array, x_img: Array) -> tuple[Array, Array]:
     img = self.conv2(x) + x_img
@@ -123,8 +130,8 @@ class SAM(nnx.Module):
 class DownSample(nnx.Module):
   """Bilinear ×0.5 → conv 1 (c → c + s)."""
 
-  def __init__(self, c: int, s: int, *, impl: str, rngs: nnx.Rngs):
-    self.conv = layers.conv(c, c + s, 1, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, s: int, *, rngs: nnx.Rngs):
+    self.conv = conv(c, c + s, 1, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
     return self.conv(layers.downsample2(x))
@@ -133,8 +140,8 @@ class DownSample(nnx.Module):
 class UpSample(nnx.Module):
   """Bilinear ×2 → conv 1 (c + s → c)."""
 
-  def __init__(self, c: int, s: int, *, impl: str, rngs: nnx.Rngs):
-    self.conv = layers.conv(c + s, c, 1, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, s: int, *, rngs: nnx.Rngs):
+    self.conv = conv(c + s, c, 1, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
     return self.conv(layers.upsample2(x))
@@ -150,34 +157,34 @@ class SkipUpSample(UpSample):
 class ShallowFeat(nnx.Module):
   """conv 3 (3 → c) → CAB."""
 
-  def __init__(self, c: int, reduction: int, *, impl: str, rngs: nnx.Rngs):
-    self.conv = layers.conv(3, c, 3, impl=impl, rngs=rngs)
-    self.cab = CAB(c, reduction, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, reduction: int, *, rngs: nnx.Rngs):
+    self.conv = conv(3, c, 3, rngs=rngs)
+    self.cab = CAB(conv, c, reduction, rngs=rngs)
 
   def __call__(self, x: Array, act: Act, pool: Pool) -> Array:
     return self.cab(self.conv(x), act, pool)
 
 
-def _cabs(n: int, c: int, reduction: int, impl: str, rngs: nnx.Rngs) -> nnx.Module:
-  return stacked(n, lambda r: CAB(c, reduction, impl=impl, rngs=r), rngs)
+def _cabs(conv: Conv, n: int, c: int, reduction: int, rngs: nnx.Rngs) -> nnx.Module:
+  return stacked(n, lambda r: CAB(conv, c, reduction, rngs=r), rngs)
 
 
 class Encoder(nnx.Module):
   """Three levels of CABs with two DownSamples; optional cross-stage fusion."""
 
-  def __init__(self, c: int, s: int, reduction: int, n_cab: int, csff: bool, *, impl: str,
+  def __init__(self, conv: Conv, c: int, s: int, reduction: int, n_cab: int, csff: bool, *,
                rngs: nnx.Rngs):
     widths = (c, c + s, c + 2 * s)
-    self.encoder_level1 = _cabs(n_cab, widths[0], reduction, impl, rngs)
-    self.encoder_level2 = _cabs(n_cab, widths[1], reduction, impl, rngs)
-    self.encoder_level3 = _cabs(n_cab, widths[2], reduction, impl, rngs)
-    self.down12 = DownSample(widths[0], s, impl=impl, rngs=rngs)
-    self.down23 = DownSample(widths[1], s, impl=impl, rngs=rngs)
+    self.encoder_level1 = _cabs(conv, n_cab, widths[0], reduction, rngs)
+    self.encoder_level2 = _cabs(conv, n_cab, widths[1], reduction, rngs)
+    self.encoder_level3 = _cabs(conv, n_cab, widths[2], reduction, rngs)
+    self.down12 = DownSample(conv, widths[0], s, rngs=rngs)
+    self.down23 = DownSample(conv, widths[1], s, rngs=rngs)
     self.csff = csff
     if csff:
       for i, w in enumerate(widths, 1):
-        setattr(self, f'csff_enc{i}', layers.conv(w, w, 1, impl=impl, rngs=rngs))
-        setattr(self, f'csff_dec{i}', layers.conv(w, w, 1, impl=impl, rngs=rngs))
+        setattr(self, f'csff_enc{i}', conv(w, w, 1, rngs=rngs))
+        setattr(self, f'csff_dec{i}', conv(w, w, 1, rngs=rngs))
 
   def __call__(self, x: Array, act: Act, pool: Pool, encoder_outs: Sequence[Array] | None = None,
                decoder_outs: Sequence[Array] | None = None) -> list[Array]:
@@ -198,14 +205,14 @@ class Encoder(nnx.Module):
 class Decoder(nnx.Module):
   """Level 3 → SkipUpSample → level 2 → SkipUpSample → level 1."""
 
-  def __init__(self, c: int, s: int, reduction: int, n_cab: int, *, impl: str, rngs: nnx.Rngs):
-    self.decoder_level1 = _cabs(n_cab, c, reduction, impl, rngs)
-    self.decoder_level2 = _cabs(n_cab, c + s, reduction, impl, rngs)
-    self.decoder_level3 = _cabs(n_cab, c + 2 * s, reduction, impl, rngs)
-    self.skip_attn1 = CAB(c, reduction, impl=impl, rngs=rngs)
-    self.skip_attn2 = CAB(c + s, reduction, impl=impl, rngs=rngs)
-    self.up21 = SkipUpSample(c, s, impl=impl, rngs=rngs)
-    self.up32 = SkipUpSample(c + s, s, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, s: int, reduction: int, n_cab: int, *, rngs: nnx.Rngs):
+    self.decoder_level1 = _cabs(conv, n_cab, c, reduction, rngs)
+    self.decoder_level2 = _cabs(conv, n_cab, c + s, reduction, rngs)
+    self.decoder_level3 = _cabs(conv, n_cab, c + 2 * s, reduction, rngs)
+    self.skip_attn1 = CAB(conv, c, reduction, rngs=rngs)
+    self.skip_attn2 = CAB(conv, c + s, reduction, rngs=rngs)
+    self.up21 = SkipUpSample(conv, c, s, rngs=rngs)
+    self.up32 = SkipUpSample(conv, c + s, s, rngs=rngs)
 
   def __call__(self, outs: Sequence[Array], act: Act, pool: Pool) -> list[Array]:
     enc1, enc2, enc3 = outs
@@ -220,9 +227,9 @@ class Decoder(nnx.Module):
 class ORB(nnx.Module):
   """Original-resolution block: ``num_cab`` CABs → conv 3, plus the input."""
 
-  def __init__(self, c: int, reduction: int, num_cab: int, *, impl: str, rngs: nnx.Rngs):
-    self.body = _cabs(num_cab, c, reduction, impl, rngs)
-    self.conv = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, reduction: int, num_cab: int, *, rngs: nnx.Rngs):
+    self.body = _cabs(conv, num_cab, c, reduction, rngs)
+    self.conv = conv(c, c, 3, rngs=rngs)
 
   def __call__(self, x: Array, act: Act, pool: Pool) -> Array:
     return self.conv(run_stacked(self.body, x, act, pool)) + x
@@ -231,21 +238,20 @@ class ORB(nnx.Module):
 class ORSNet(nnx.Module):
   """Stage 3: three ORBs, each followed by the stage-2 features at full size."""
 
-  def __init__(self, c: int, s_ors: int, s_unet: int, reduction: int, num_cab: int, *,
-               impl: str, rngs: nnx.Rngs):
+  def __init__(self, conv: Conv, c: int, s_ors: int, s_unet: int, reduction: int, num_cab: int, *, rngs: nnx.Rngs):
     co = c + s_ors
     for i in (1, 2, 3):
-      setattr(self, f'orb{i}', ORB(co, reduction, num_cab, impl=impl, rngs=rngs))
-    self.up_enc1 = UpSample(c, s_unet, impl=impl, rngs=rngs)
-    self.up_dec1 = UpSample(c, s_unet, impl=impl, rngs=rngs)
-    self.up_enc2 = nnx.List([UpSample(c + s_unet, s_unet, impl=impl, rngs=rngs),
-                             UpSample(c, s_unet, impl=impl, rngs=rngs)])
-    self.up_dec2 = nnx.List([UpSample(c + s_unet, s_unet, impl=impl, rngs=rngs),
-                             UpSample(c, s_unet, impl=impl, rngs=rngs)])
+      setattr(self, f'orb{i}', ORB(conv, co, reduction, num_cab, rngs=rngs))
+    self.up_enc1 = UpSample(conv, c, s_unet, rngs=rngs)
+    self.up_dec1 = UpSample(conv, c, s_unet, rngs=rngs)
+    self.up_enc2 = nnx.List([UpSample(conv, c + s_unet, s_unet, rngs=rngs),
+                             UpSample(conv, c, s_unet, rngs=rngs)])
+    self.up_dec2 = nnx.List([UpSample(conv, c + s_unet, s_unet, rngs=rngs),
+                             UpSample(conv, c, s_unet, rngs=rngs)])
     for i in (1, 2, 3):
-      setattr(self, f'conv_enc{i}', layers.conv(c, co, 1, impl=impl, rngs=rngs))
+      setattr(self, f'conv_enc{i}', conv(c, co, 1, rngs=rngs))
     for i in (1, 2, 3):
-      setattr(self, f'conv_dec{i}', layers.conv(c, co, 1, impl=impl, rngs=rngs))
+      setattr(self, f'conv_dec{i}', conv(c, co, 1, rngs=rngs))
 
   def __call__(self, x: Array, act: Act, pool: Pool, encoder_outs: Sequence[Array],
                decoder_outs: Sequence[Array]) -> Array:
@@ -270,11 +276,11 @@ class ORSNet(nnx.Module):
 class MSCAM(nnx.Module):
   """Multi-scale channel attention: sigmoid(local(x) + global(pool(x))) · x."""
 
-  def __init__(self, c: int, inner: int, *, impl: str, rngs: nnx.Rngs):
-    self.local_att1 = layers.conv(c, inner, 1, impl=impl, rngs=rngs)
-    self.local_att2 = layers.conv(inner, c, 1, impl=impl, rngs=rngs)
-    self.global_att1 = layers.conv(c, inner, 1, impl=impl, rngs=rngs)
-    self.global_att2 = layers.conv(inner, c, 1, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, inner: int, *, rngs: nnx.Rngs):
+    self.local_att1 = conv(c, inner, 1, rngs=rngs)
+    self.local_att2 = conv(inner, c, 1, rngs=rngs)
+    self.global_att1 = conv(c, inner, 1, rngs=rngs)
+    self.global_att2 = conv(inner, c, 1, rngs=rngs)
 
   def __call__(self, x: Array, pool: Pool) -> Array:
     local = self.local_att2(jax.nn.relu(self.local_att1(x)))
@@ -285,10 +291,10 @@ class MSCAM(nnx.Module):
 class RMSCAB(nnx.Module):
   """Residual multi-scale channel attention block: conv 3 → ReLU → conv 3 → MS-CAM → + input."""
 
-  def __init__(self, c: int, inner: int, *, impl: str, rngs: nnx.Rngs):
-    self.body1 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
-    self.body2 = layers.conv(c, c, 3, impl=impl, rngs=rngs)
-    self.MSCAM = MSCAM(c, inner, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, inner: int, *, rngs: nnx.Rngs):
+    self.body1 = conv(c, c, 3, rngs=rngs)
+    self.body2 = conv(c, c, 3, rngs=rngs)
+    self.MSCAM = MSCAM(conv, c, inner, rngs=rngs)
 
   def __call__(self, x: Array, pool: Pool) -> Array:
     return self.MSCAM(self.body2(jax.nn.relu(self.body1(x))), pool) + x
@@ -297,9 +303,9 @@ class RMSCAB(nnx.Module):
 class ResidualGroup(nnx.Module):
   """``n_blocks`` RMS-CABs → conv 3, plus the group's input."""
 
-  def __init__(self, c: int, inner: int, n_blocks: int, *, impl: str, rngs: nnx.Rngs):
-    self.body = stacked(n_blocks, lambda r: RMSCAB(c, inner, impl=impl, rngs=r), rngs)
-    self.conv = layers.conv(c, c, 3, impl=impl, rngs=rngs)
+  def __init__(self, conv: Conv, c: int, inner: int, n_blocks: int, *, rngs: nnx.Rngs):
+    self.body = stacked(n_blocks, lambda r: RMSCAB(conv, c, inner, rngs=r), rngs)
+    self.conv = conv(c, c, 3, rngs=rngs)
 
   def __call__(self, x: Array, pool: Pool) -> Array:
     return self.conv(run_stacked(self.body, x, pool)) + x
@@ -317,10 +323,10 @@ class Upscale(nnx.Module):
 
   band_bytes = 64 << 20
 
-  def __init__(self, c: int, scale: int, *, impl: str, rngs: nnx.Rngs):
+  def __init__(self, conv: Conv, c: int, scale: int, *, rngs: nnx.Rngs):
     self.scale = scale
-    self.conv1 = layers.conv(c, c * scale * scale, 1, impl=impl, rngs=rngs)
-    self.conv2 = layers.conv(c, 3, 3, impl=impl, rngs=rngs)
+    self.conv1 = conv(c, c * scale * scale, 1, rngs=rngs)
+    self.conv2 = conv(c, 3, 3, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
     n, h, w, c = x.shape
@@ -355,35 +361,35 @@ class JDSR(nnx.Module):
 
   def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     c, s, s_ors = config.n_feat, config.scale_unetfeats, config.scale_orsnetfeats
-    r, impl = config.reduction, config.conv_impl
+    r = config.reduction
+    conv = functools.partial(layers.conv, impl=config.conv_impl)
     enc_cabs = config.get('num_unet_cab', 2)
     self.config = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
     self.act = nnx.PReLU(0.25)
     # Deblurring module.
     for i in (1, 2, 3):
-      setattr(self, f'shallow_feat{i}', ShallowFeat(c, r, impl=impl, rngs=rngs))
-    self.stage1_encoder = Encoder(c, s, r, enc_cabs, csff=False, impl=impl, rngs=rngs)
-    self.stage1_decoder = Decoder(c, s, r, enc_cabs, impl=impl, rngs=rngs)
-    self.stage2_encoder = Encoder(c, s, r, enc_cabs, csff=True, impl=impl, rngs=rngs)
-    self.stage2_decoder = Decoder(c, s, r, enc_cabs, impl=impl, rngs=rngs)
-    self.stage3_orsnet = ORSNet(c, s_ors, s, r, config.num_cab, impl=impl, rngs=rngs)
-    self.sam12 = SAM(c, impl=impl, rngs=rngs)
-    self.sam23 = SAM(c, impl=impl, rngs=rngs)
-    self.concat12 = layers.conv(2 * c, c, 3, impl=impl, rngs=rngs)
-    self.concat23 = layers.conv(2 * c, c + s_ors, 3, impl=impl, rngs=rngs)
-    self.tail = layers.conv(c + s_ors, 3, 3, impl=impl, rngs=rngs)
+      setattr(self, f'shallow_feat{i}', ShallowFeat(conv, c, r, rngs=rngs))
+    self.stage1_encoder = Encoder(conv, c, s, r, enc_cabs, csff=False, rngs=rngs)
+    self.stage1_decoder = Decoder(conv, c, s, r, enc_cabs, rngs=rngs)
+    self.stage2_encoder = Encoder(conv, c, s, r, enc_cabs, csff=True, rngs=rngs)
+    self.stage2_decoder = Decoder(conv, c, s, r, enc_cabs, rngs=rngs)
+    self.stage3_orsnet = ORSNet(conv, c, s_ors, s, r, config.num_cab, rngs=rngs)
+    self.sam12 = SAM(conv, c, rngs=rngs)
+    self.sam23 = SAM(conv, c, rngs=rngs)
+    self.concat12 = conv(2 * c, c, 3, rngs=rngs)
+    self.concat23 = conv(2 * c, c + s_ors, 3, rngs=rngs)
+    self.tail = conv(c + s_ors, 3, 3, rngs=rngs)
     # Feature transformation and super-resolution module.
     co, sr = c + s_ors, config.sr_feat
-    self.SRNet_sr_cab = CAB(co, r, impl=impl, rngs=rngs)
-    self.SRNet_before_rec = layers.conv(co, sr, 3, impl=impl, rngs=rngs)
-    self.SRNet_HRconv = layers.conv(sr, sr, 3, impl=impl, rngs=rngs)
+    self.SRNet_sr_cab = CAB(conv, co, r, rngs=rngs)
+    self.SRNet_before_rec = conv(co, sr, 3, rngs=rngs)
+    self.SRNet_HRconv = conv(sr, sr, 3, rngs=rngs)
     self.n_resgroups = config.n_resgroups
     if config.n_resgroups:
       self.SRNet_reconstructor = stacked(
           config.n_resgroups,
-          lambda rg: ResidualGroup(sr, sr // config.mscam_reduction, config.n_resblocks,
-                                   impl=impl, rngs=rg), rngs)
-    self.SRNet_upscale = Upscale(sr, config.scale, impl=impl, rngs=rngs)
+          lambda rg: ResidualGroup(conv, sr, sr // config.mscam_reduction, config.n_resblocks, rngs=rg), rngs)
+    self.SRNet_upscale = Upscale(conv, sr, config.scale, rngs=rngs)
 
   def deblur(self, x: Array, *, tlsc: layers.TLSC | None = None) -> tuple[list[Array], Array]:
     """The deblurring module alone: ``([stage3, stage2, stage1], stage-3 features)``."""
@@ -442,6 +448,56 @@ class JDSR(nnx.Module):
       x = run_stacked(self.SRNet_reconstructor, x, pool) + x
     x = jax.nn.leaky_relu(self.SRNet_HRconv(x), 0.1)
     return self.SRNet_upscale(x)
+
+
+# ----------------------------------------------------------------------------
+# Building models
+# ----------------------------------------------------------------------------
+
+
+def _model_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """A model config from a model config or an experiment config (one with a ``model`` field)."""
+  return config.model if 'model' in config else config
+
+
+def abstract_model(config: ml_collections.ConfigDict) -> JDSR:
+  """The model's structure (``config``: as ``build_model``) without allocating its weights."""
+  config = _model_config(config)
+  return nnx.eval_shape(lambda: JDSR(config, rngs=nnx.Rngs(0)))
+
+
+def model_config_of(model: JDSR) -> ml_collections.ConfigDict:
+  """The model config a model was built from."""
+  return ml_collections.ConfigDict(dict(model.config))
+
+
+def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs | int = 0) -> JDSR:
+  """A freshly initialised model.
+
+  ``config`` is a model config (``jdsr.model_config()``) or an experiment
+  config with a ``model`` field (``configs/*.py``'s ``get_config()``).
+
+  The convolutions get PyTorch's default initialisation, U(±1/sqrt(fan_in)),
+  and the shared PReLU 0.25, as in the official code. The weights are drawn
+  with NumPy from one seed: initialising layer by layer with jax.random
+  compiles one random-number program per tensor shape (half a minute here),
+  and drawing all 34M weights in one program needs several copies of them.
+  ``rngs``: an integer seed, or an ``nnx.Rngs`` whose ``params`` stream gives one.
+  """
+  if isinstance(rngs, nnx.Rngs):
+    rngs = int(jax.random.randint(rngs.params(), (), 0, 2**31 - 1))
+  rng = np.random.default_rng(rngs)
+  model = abstract_model(config)
+  flat = []
+  for path, var in nnx.to_flat_state(nnx.state(model, nnx.Param)):
+    if len(var.shape) >= 4:  # (stack..., kh, kw, in, out) convolution kernel
+      bound = 1.0 / math.sqrt(math.prod(var.shape[-4:-1]))
+      value = rng.uniform(-bound, bound, var.shape).astype(np.float32)
+    else:  # the shared PReLU slope
+      value = np.full(var.shape, 0.25, np.float32)
+    flat.append((path, var.replace(jnp.asarray(value))))
+  nnx.update(model, nnx.from_flat_state(flat))
+  return model
 
 
 def _pool(x: Array, tlsc: layers.TLSC | None) -> Pool:

@@ -16,12 +16,4 @@ DATA=(--config.data.photos_dir="$PHOTOS/cbsd68,$PHOTOS/mcmaster"
 "$PYTHON" train.py --config configs/demo.py:joint --workdir "$RUNS/phase3" \
     --config.init_from="$RUNS/phase2" "${DATA[@]}"
 # Ship phase 3's best checkpoint (by validation PSNR): parameters and model config only.
-"$PYTHON" - "$RUNS/phase3" <<'PY'
-import pathlib, sys
-import jdsr
-from orbax.checkpoint import utils
-best = pathlib.Path(sys.argv[1]) / 'best'
-step = max(utils.checkpoint_steps(best))
-jdsr.save_checkpoint(jdsr.load_checkpoint(best / str(step)), 'models/demo', overwrite=True)
-print(f'models/demo <- {best / str(step)}')
-PY
+"$PYTHON" -m jdsr.convert --checkpoint "$RUNS/phase3" --out models/demo --overwrite

@@ -35,4 +35,4 @@ def golden_pth(tmp_path_factory):
 @pytest.fixture(scope='session')
 def golden_model(golden_pth):
   import jdsr
-  return jdsr.load_pytorch(golden_pth)
+  return jdsr.load(golden_pth)

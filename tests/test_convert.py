@@ -1,4 +1,4 @@
-"""Official checkpoints in and out, orbax checkpoints, and the convert CLI."""
+"""Checkpoints: official .pth in and out, jdsr checkpoints, one load for every kind, the CLI."""
 
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import torch
 from flax import nnx
 
 import jdsr
-from jdsr import convert
+from jdsr import checkpoints, pth
 from tests import reference
 
 ROOT = __import__('pathlib').Path(__file__).parents[1]
@@ -28,14 +28,14 @@ def _save(state_dict, path, wrap=True):
 
 
 def test_layout_is_the_official_key_order_and_shapes():
-  layout = [(e.key, e.shape) for e in convert.official_layout(jdsr.model_config())]
+  layout = [(e.key, e.shape) for e in pth.official_layout(jdsr.model_config())]
   assert layout == reference.key_table()
-  assert sum(e.is_prelu for e in convert.official_layout(jdsr.model_config())) == 57
+  assert sum(e.is_prelu for e in pth.official_layout(jdsr.model_config())) == 57
 
 
 def test_round_trip_is_bitwise(golden_model, golden_pth, tmp_path):
   out = tmp_path / 'exported.pth'
-  jdsr.save_pytorch(golden_model, out)
+  jdsr.save(golden_model, out)
   original = torch.load(golden_pth, weights_only=True)['state_dict']
   exported = torch.load(out, weights_only=True)['state_dict']
   assert list(exported) == [k[len('module.'):] for k in original]
@@ -46,7 +46,7 @@ def test_round_trip_is_bitwise(golden_model, golden_pth, tmp_path):
 
 def test_bare_state_dict_without_prefix_loads_the_same(golden_model, tmp_path):
   path = _save(reference.golden_state_dict(), tmp_path / 'bare.pth', wrap=False)
-  bare = jdsr.load_pytorch(path)
+  bare = jdsr.load(path)
   for p, v in _params(golden_model).items():
     np.testing.assert_array_equal(_params(bare)[p], v, err_msg=str(p))
 
@@ -57,8 +57,8 @@ def test_strict_loading_names_every_bad_key(tmp_path):
   state['extra.weight'] = np.zeros((1,), np.float32)
   state['concat12.weight'] = np.zeros((96, 192, 1, 1), np.float32)
   path = _save(state, tmp_path / 'bad.pth')
-  with pytest.raises(convert.CheckpointError) as e:
-    jdsr.load_pytorch(path)
+  with pytest.raises(jdsr.CheckpointError) as e:
+    jdsr.load(path)
   message = str(e.value)
   assert 'missing keys (1): tail.weight' in message
   assert 'unexpected keys (1): extra.weight' in message
@@ -66,15 +66,15 @@ def test_strict_loading_names_every_bad_key(tmp_path):
 
 
 def test_wrong_config_is_reported(golden_pth):
-  with pytest.raises(convert.CheckpointError, match=r'unexpected keys \(305\)'):
-    jdsr.load_pytorch(golden_pth, jdsr.model_config(n_resgroups=12))
+  with pytest.raises(jdsr.CheckpointError, match=r'unexpected keys \(305\)'):
+    jdsr.load(golden_pth, jdsr.model_config(n_resgroups=12))
 
 
 def test_prelu_copies_must_agree(tmp_path):
   state = reference.golden_state_dict()
   state['SRNet_before_rec.1.weight'] = np.full((1,), 0.3, np.float32)
-  with pytest.raises(convert.CheckpointError, match='shared PReLU disagree'):
-    jdsr.load_pytorch(_save(state, tmp_path / 'prelu.pth'))
+  with pytest.raises(jdsr.CheckpointError, match='shared PReLU disagree'):
+    jdsr.load(_save(state, tmp_path / 'prelu.pth'))
 
 
 class _Exploit:
@@ -87,8 +87,8 @@ def test_malicious_pickle_does_not_run(tmp_path, monkeypatch):
   monkeypatch.setenv('JDSR_PWNED', str(marker))
   path = tmp_path / 'evil.pth'
   torch.save({'state_dict': {'tail.weight': torch.zeros(3)}, 'payload': _Exploit()}, path)
-  with pytest.raises(convert.CheckpointError, match='refused to load'):
-    jdsr.load_pytorch(path)
+  with pytest.raises(jdsr.CheckpointError, match='refused to load'):
+    jdsr.load(path)
   assert not marker.exists()
   # The payload is real: an unsafe load runs it.
   torch.load(path, weights_only=False)
@@ -99,21 +99,21 @@ def test_malicious_pickle_does_not_run(tmp_path, monkeypatch):
 def test_unreadable_file_is_reported(tmp_path, content):
   path = tmp_path / 'broken.pth'
   path.write_bytes(content)
-  with pytest.raises(convert.CheckpointError, match='broken.pth'):
-    jdsr.load_pytorch(path)
+  with pytest.raises(jdsr.CheckpointError, match='broken.pth'):
+    jdsr.load(path)
 
 
 def test_missing_file_is_reported(tmp_path):
-  with pytest.raises(convert.CheckpointError, match='no such file'):
-    jdsr.load_pytorch(tmp_path / 'nope.pth')
+  with pytest.raises(jdsr.CheckpointError, match='no such file'):
+    jdsr.load(tmp_path / 'nope.pth')
 
 
 def test_orbax_checkpoint_round_trip(tmp_path):
   model = jdsr.build_model(jdsr.tiny_model_config(), rngs=3)
-  jdsr.save_checkpoint(model, tmp_path / 'ckpt')
+  jdsr.save(model, tmp_path / 'ckpt')
   with pytest.raises(FileExistsError):
-    jdsr.save_checkpoint(model, tmp_path / 'ckpt')
-  restored = jdsr.load_checkpoint(tmp_path / 'ckpt')  # the saved config is used
+    jdsr.save(model, tmp_path / 'ckpt')
+  restored = jdsr.load(tmp_path / 'ckpt')  # the saved config is used
   assert restored.config == model.config
   want = _params(model)
   got = _params(restored)
@@ -122,9 +122,81 @@ def test_orbax_checkpoint_round_trip(tmp_path):
     np.testing.assert_array_equal(got[p], want[p], err_msg=str(p))
 
 
-def test_load_checkpoint_rejects_other_directories(tmp_path):
-  with pytest.raises(convert.CheckpointError, match='not a jdsr orbax checkpoint'):
-    jdsr.load_checkpoint(tmp_path)
+def test_load_rejects_other_paths(tmp_path):
+  with pytest.raises(jdsr.CheckpointError, match='not a checkpoint'):
+    jdsr.load(tmp_path)  # an empty directory
+  (tmp_path / 'notes.txt').write_text('x')
+  with pytest.raises(jdsr.CheckpointError, match='notes.txt: not a checkpoint'):
+    jdsr.load(tmp_path / 'notes.txt')
+  with pytest.raises(jdsr.CheckpointError, match='nope: no such file or directory'):
+    jdsr.load(tmp_path / 'nope')
+
+
+def _same_params(a, b):
+  want, got = _params(a), _params(b)
+  assert want.keys() == got.keys()
+  for p in want:
+    np.testing.assert_array_equal(got[p], want[p], err_msg=str(p))
+
+
+def test_one_load_for_every_kind(tmp_path):
+  """A .pth, a jdsr checkpoint, a workdir's best, a workdir with only checkpoints/: one jdsr.load."""
+  config = jdsr.tiny_model_config()
+  models = [jdsr.build_model(config, rngs=seed) for seed in range(3)]
+  jdsr.save(models[0], tmp_path / 'tiny.pth')
+  _same_params(jdsr.load(tmp_path / 'tiny.pth', config), models[0])
+  assert checkpoints.kind(tmp_path / 'tiny.pth') == 'pth'
+
+  jdsr.save(models[1], tmp_path / 'ckpt')
+  assert checkpoints.kind(tmp_path / 'ckpt') == 'checkpoint'
+  _same_params(jdsr.load(tmp_path / 'ckpt'), models[1])
+
+  # A training workdir: best/ wins over checkpoints/, and the highest step within each.
+  work = tmp_path / 'work'
+  jdsr.save(models[0], work / 'checkpoints' / '2')
+  jdsr.save(models[1], work / 'checkpoints' / '10')
+  assert checkpoints.kind(work) == 'workdir'
+  assert checkpoints.resolve(work) == work / 'checkpoints' / '10'
+  _same_params(jdsr.load(work), models[1])
+  jdsr.save(models[2], work / 'best' / '4')
+  assert checkpoints.resolve(work) == work / 'best' / '4'
+  _same_params(jdsr.load(work), models[2])
+
+
+def test_a_config_that_does_not_fit_is_one_clear_error(tmp_path):
+  jdsr.save(jdsr.build_model(jdsr.tiny_model_config(), rngs=0), tmp_path / 'ckpt')
+  with pytest.raises(jdsr.CheckpointError, match=r'saved for a model with .*n_feat=8, .*says .*n_feat=96, '):
+    jdsr.load(tmp_path / 'ckpt', jdsr.model_config())
+  # Compute settings are not architecture: any conv_impl loads.
+  xla = jdsr.tiny_model_config()
+  xla.conv_impl = 'xla'
+  model = jdsr.load(tmp_path / 'ckpt', xla)
+  assert model.config['conv_impl'] == 'xla'
+
+
+def test_a_damaged_checkpoint_is_one_clear_error(tmp_path):
+  jdsr.save(jdsr.build_model(jdsr.tiny_model_config(), rngs=0), tmp_path / 'ckpt')
+  for f in (tmp_path / 'ckpt' / 'params').rglob('*'):
+    if f.is_file() and f.stat().st_size > 100:
+      f.write_bytes(b'\0' * 10)
+  with pytest.raises(jdsr.CheckpointError, match='ckpt: cannot read the checkpoint'):
+    jdsr.load(tmp_path / 'ckpt')
+
+
+def test_overwrite_replaces_only_checkpoints(tmp_path):
+  model = jdsr.build_model(jdsr.tiny_model_config(), rngs=0)
+  victim = tmp_path / 'victim'
+  (victim / '.git').mkdir(parents=True)
+  (victim / 'notes.md').write_text('x')
+  with pytest.raises(jdsr.CheckpointError, match='refusing to replace it'):
+    jdsr.save(model, victim, overwrite=True)
+  assert (victim / 'notes.md').read_text() == 'x' and (victim / '.git').is_dir()
+  jdsr.save(model, tmp_path / 'ckpt')
+  jdsr.save(jdsr.build_model(jdsr.tiny_model_config(), rngs=1), tmp_path / 'ckpt', overwrite=True)
+  _same_params(jdsr.load(tmp_path / 'ckpt'), jdsr.build_model(jdsr.tiny_model_config(), rngs=1))
+  (tmp_path / 'dir.pth').mkdir()
+  with pytest.raises(jdsr.CheckpointError, match='refusing to replace it'):
+    jdsr.save(model, tmp_path / 'dir.pth', overwrite=True)
 
 
 def _cli(*args):
@@ -135,21 +207,32 @@ def _cli(*args):
 def test_cli_both_ways(golden_pth, tmp_path):
   assert 'orbax' in _cli('--help').stdout
   ckpt, pth = tmp_path / 'ckpt', tmp_path / 'back.pth'
-  result = _cli('--pth', golden_pth, '--out', ckpt)
+  result = _cli('--checkpoint', golden_pth, '--out', ckpt)
   assert result.returncode == 0, result.stderr
   assert '34,116,641 parameters' in result.stdout
-  result = _cli('--ckpt', ckpt, '--out', pth)
+  result = _cli('--checkpoint', ckpt, '--out', pth)
   assert result.returncode == 0, result.stderr
   original = torch.load(golden_pth, weights_only=True)['state_dict']
   for key, value in torch.load(pth, weights_only=True)['state_dict'].items():
     assert torch.equal(value, original['module.' + key]), key
-  again = _cli('--ckpt', ckpt, '--out', pth)
+  again = _cli('--checkpoint', ckpt, '--out', pth)
   assert again.returncode != 0 and 'exists' in again.stderr
+  itself = _cli('--checkpoint', ckpt, '--out', ckpt, '--overwrite')
+  assert itself.returncode == 1 and 'that is the input' in itself.stderr
 
 
 def test_cli_reports_a_bad_file(tmp_path):
   bad = tmp_path / 'bad.pth'
   bad.write_bytes(b'junk')
-  result = _cli('--pth', bad, '--out', tmp_path / 'out')
+  result = _cli('--checkpoint', bad, '--out', tmp_path / 'out')
   assert result.returncode == 1
   assert 'bad.pth' in result.stderr and 'Traceback' not in result.stderr
+
+
+def test_building_running_and_training_never_import_the_pth_module():
+  code = ('import sys, jdsr, jdsr.restore, jdsr.evaluate, jdsr.train_lib, jdsr.phases\n'
+          "model = jdsr.load('models/demo')\n"
+          "assert 'jdsr.pth' not in sys.modules and 'torch' not in sys.modules, 'imported'\n")
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]

@@ -19,7 +19,7 @@ DEMO = ROOT / 'models' / 'demo'
 def test_demo_model_is_small_and_loads():
   size = sum(f.stat().st_size for f in DEMO.rglob('*') if f.is_file())
   assert size <= 20 * 2**20
-  model = jdsr.load_checkpoint(DEMO)
+  model = jdsr.load(DEMO)
   from configs import demo
   assert dict(model.config) == dict(demo.get_config().model)
 

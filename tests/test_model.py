@@ -8,7 +8,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 import jdsr
-from jdsr import convert
+from jdsr import model as model_lib, pth
 from tests import reference
 
 TOL = 1e-4  # ../shared/reference/README.md: a right port agrees well within 1e-4
@@ -28,7 +28,7 @@ def _check(golden, images, sr):
 
 
 def _count(config):
-  model = convert.abstract_model(config)
+  model = model_lib.abstract_model(config)
   return sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(model, nnx.Param)))
 
 
@@ -60,7 +60,7 @@ def test_golden_forward_with_tlsc(golden_model):
 
 @pytest.mark.parametrize('impl', ['xla', 'winograd'])
 def test_golden_forward_each_conv_impl(golden_pth, impl):
-  model = jdsr.load_pytorch(golden_pth, jdsr.model_config(conv_impl=impl))
+  model = jdsr.load(golden_pth, jdsr.model_config(conv_impl=impl))
   golden = reference.load('golden_forward.npz')
   _check(golden, *_forward(model, reference.nchw_to_nhwc(golden['input'])))
 
@@ -81,7 +81,7 @@ def test_deblur_alone_gives_the_stage_images(golden_model):
     ((64, 96, 3), 'shape'),
 ])
 def test_bad_input_is_rejected_clearly(shape, message):
-  model = convert.abstract_model(jdsr.tiny_model_config())
+  model = model_lib.abstract_model(jdsr.tiny_model_config())
   with pytest.raises(ValueError, match=message):
     model(jnp.zeros(shape))
 
@@ -124,17 +124,14 @@ def test_gradients_equal_pytorch_autograd():
   on CPU) are differentiated, the ones training uses.
   """
   torch = pytest.importorskip('torch')
-  import pathlib
-  import sys
-  sys.path.insert(0, str(pathlib.Path(__file__).parents[1] / 'benchmarks'))
-  import pytorch_baseline
+  from tests import torch_network
 
   sizes = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=2, sr_feat=16,
                n_resgroups=2, n_resblocks=2)
   model = jdsr.JDSR(jdsr.model_config(**sizes, mscam_reduction=8), rngs=nnx.Rngs(0))
-  net = pytorch_baseline.Net(c=8, s=4, so=4, num_cab=2, sr=16, groups=2, blocks=2).double()
+  net = torch_network.Net(c=8, s=4, so=4, num_cab=2, sr=16, groups=2, blocks=2).double()
   net.load_state_dict({k: torch.from_numpy(v).double()
-                       for k, v in convert.params_to_state_dict(model).items()}, strict=True)
+                       for k, v in pth.params_to_state_dict(model).items()}, strict=True)
   rng = np.random.default_rng(0)
   x = rng.random((2, 16, 24, 3), dtype=np.float32)
   weights = [rng.standard_normal(s).astype(np.float32) for s in [(2, 16, 24, 3)] * 3 + [(2, 64, 96, 3)]]
@@ -145,7 +142,7 @@ def test_gradients_equal_pytorch_autograd():
 
   grads = nnx.state(nnx.jit(nnx.grad(loss))(model))
   nnx.update(model, grads)  # the gradients, laid out as the official state dict
-  ours = convert.params_to_state_dict(model)
+  ours = pth.params_to_state_dict(model)
   nchw = lambda a: torch.from_numpy(a).double().permute(0, 3, 1, 2)  # noqa: E731
   images, sr = net(nchw(x))
   sum((out * nchw(w)).sum() for out, w in zip([*images, sr], weights)).backward()
