@@ -28,12 +28,12 @@ from flax import nnx  # noqa: E402
 import jdsr  # noqa: E402
 from benchmarks.forward import machine, peak_rss_mb  # noqa: E402
 from configs import phase3_joint  # noqa: E402
-from jdsr import train_lib  # noqa: E402
+from jdsr import phases  # noqa: E402
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--phase', default='joint', choices=train_lib.PHASES)
+  parser.add_argument('--phase', default='joint', choices=tuple(phases.PHASES))
   parser.add_argument('--batch', type=int, default=3)
   parser.add_argument('--lr_size', type=int, default=64)
   parser.add_argument('--steps', type=int, default=5)
@@ -50,11 +50,10 @@ def main() -> None:
   model = jdsr.build_model(config.model, 0)
   graphdef, params = nnx.split(model, nnx.Param)
   del model
-  labels = train_lib.param_labels(params, args.phase)
-  tx = train_lib.make_optimizer(config, labels)
-  state = train_lib.TrainState(jnp.zeros((), jnp.int32), params, tx.init(params))
-  step = jax.jit(train_lib.make_train_step(graphdef, labels, tx, args.phase, config.remat),
-                 donate_argnums=0)
+  phase = phases.get(args.phase)
+  tx = phases.make_optimizer(config)
+  state = phases.init_state(params, phase, tx)
+  step = jax.jit(phases.make_train_step(graphdef, phase, tx, config.remat), donate_argnums=0)
   rng = np.random.default_rng(0)
   n, s = args.batch, args.lr_size
   batch = {'blur_lr': rng.random((n, s, s, 3), np.float32),

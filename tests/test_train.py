@@ -18,8 +18,8 @@ from flax import nnx
 
 import jdsr
 from configs import tiny
-from jdsr import train_lib
-from jdsr.data import reds
+from jdsr import phases as phases_lib, train_lib
+from jdsr.data import reds, sources
 
 ROOT = pathlib.Path(__file__).parents[1]
 PHOTOS = pathlib.Path(__file__).parents[2] / 'shared/data/photos'
@@ -82,18 +82,25 @@ def _assert_trained(changed: set[str], trained: set[str]) -> None:
 # -- parameter groups and the optimizer ----------------------------------------
 
 
-def test_param_labels_per_phase():
+def _group(key: str) -> str:
+  return 'sr' if _is_sr(key) else 'deblur'
+
+
+def test_each_phase_trains_its_groups_and_freezes_the_rest():
   params = nnx.state(jdsr.build_model(jdsr.tiny_model_config()), nnx.Param)
   keys = list(_flat(params))
   assert "['act']['negative_slope'].value" in keys
   for phase, expected in [('deblur', lambda k: 'frozen' if _is_sr(k) else 'deblur'),
                           ('sr', lambda k: 'sr' if _is_sr(k) else 'frozen'),
                           ('joint', lambda k: 'sr' if _is_sr(k) else 'deblur')]:
-    labels = jax.tree.leaves(train_lib.param_labels(params, phase))
-    assert labels == [expected(k) for k in keys], phase
-  assert {'frozen', 'sr'} == set(jax.tree.leaves(train_lib.param_labels(params, 'sr')))
+    trained, frozen = phases_lib.split_params(params, phases_lib.get(phase))
+    labels = {**{k: 'frozen' for k in _flat(frozen)}, **{k: _group(k) for k in _flat(trained)}}
+    assert [labels[k] for k in keys] == [expected(k) for k in keys], phase
+    assert len(labels) == len(keys)  # each parameter is either trained or frozen
+  trained, frozen = phases_lib.split_params(params, phases_lib.get('sr'))
+  assert all(_is_sr(k) for k in _flat(trained)) and not any(_is_sr(k) for k in _flat(frozen))
   with pytest.raises(ValueError, match='phase'):
-    train_lib.param_labels(params, 'deblurr')
+    phases_lib.get('deblurr')
 
 
 def test_frozen_parameters_have_no_optimizer_state(photos):
@@ -101,8 +108,8 @@ def test_frozen_parameters_have_no_optimizer_state(photos):
   sizes = {k: v.size for k, v in _flat(params).items()}
   for phase, trained in [('deblur', lambda k: not _is_sr(k)), ('sr', _is_sr),
                          ('joint', lambda k: True)]:
-    labels = train_lib.param_labels(params, phase)
-    opt_state = train_lib.make_optimizer(_config(photos, phase), labels).init(params)
+    opt_state = phases_lib.init_state(params, phases_lib.get(phase),
+                                  phases_lib.make_optimizer(_config(photos, phase))).opt_state
     # Adam keeps two moments per trained parameter (and a few scalar step counts): nothing else.
     leaves = jax.tree.leaves(opt_state)
     moments = [leaf.size for leaf in leaves if leaf.dtype == np.float32]
@@ -113,7 +120,7 @@ def test_frozen_parameters_have_no_optimizer_state(photos):
 
 def test_learning_rates_anneal_to_the_minimum(photos):
   config = _config(photos, 'joint', num_train_steps=10, learning_rate=1e-4, sr_learning_rate=3e-4)
-  rates = train_lib.learning_rates(config)
+  rates = phases_lib.learning_rates(config)
   assert float(rates['deblur'](0)) == pytest.approx(1e-4)
   assert float(rates['sr'](0)) == pytest.approx(3e-4)
   assert float(rates['deblur'](10)) == pytest.approx(1e-6)
@@ -128,7 +135,7 @@ def phases(photos, tmp_path_factory):
   """Phases 1 → 2 → 3 of the tiny model on the photo source: {phase: (initial params, result)}."""
   root = tmp_path_factory.mktemp('phases')
   out, init_from = {}, ''
-  for phase in train_lib.PHASES:
+  for phase in phases_lib.PHASES:
     config = _config(photos, phase, init_from=init_from)
     before = _params(train_lib.initial_model(config))
     out[phase] = before, train_lib.train_and_evaluate(config, root / phase)
@@ -154,7 +161,7 @@ def test_phase2_starts_from_phase1(phases):
   _, result1 = phases['deblur']
   before2, _ = phases['sr']
   best = ocp.utils.checkpoint_steps(result1.workdir / 'best')
-  from_best = _params(jdsr.load_checkpoint(result1.workdir / 'best' / str(max(best))))
+  from_best = _params(jdsr.load(result1.workdir / 'best' / str(max(best))))
   assert not _changed(from_best, before2)
 
 
@@ -170,7 +177,7 @@ def test_run_writes_checkpoints_metrics_and_images(phases):
   _, result = phases['joint']
   steps = ocp.utils.checkpoint_steps(result.workdir / 'checkpoints')
   assert sorted(steps) == [2, 4]
-  model = jdsr.load_checkpoint(result.workdir / 'checkpoints' / '4')  # eval.py reads these
+  model = jdsr.load(result.workdir / 'checkpoints' / '4')  # eval.py reads these
   assert not _changed(_params(model), _params(result.model))
   assert set(result.scalars) == {'val/psnr', 'val/ssim'}
   assert 0 < result.scalars['val/psnr'] < 60
@@ -195,7 +202,7 @@ class _Interrupt:
 
   def __call__(self, start: int):
     from jdsr.data import pipeline
-    source = train_lib.train_source(self.config)
+    source = sources.train_source(self.config)
     batches = pipeline.as_numpy(pipeline.train_batches(
         source, batch_size=self.config.batch_size, seed=self.config.seed, start=start,
         lr_size=self.config.data.lr_size, scale=4))
@@ -249,7 +256,7 @@ def test_nan_loss_stops_with_last_good_checkpoint(photos, tmp_path):
   with pytest.raises(train_lib.TrainingError, match=r'loss is nan at step 3.*checkpoints/2'):
     train_lib.train_and_evaluate(config, tmp_path, batches=batches)
   assert ocp.utils.checkpoint_steps(tmp_path / 'checkpoints') == [2]
-  model = jdsr.load_checkpoint(tmp_path / 'checkpoints' / '2')
+  model = jdsr.load(tmp_path / 'checkpoints' / '2')
   assert all(np.isfinite(v).all() for v in _params(model).values())
 
 
@@ -305,7 +312,7 @@ def test_train_py_three_phases_on_reds_then_eval(tmp_path):
   reds.write_fake_reds(manual, 'val', sequences=2, frames=(9, 19, 25), lr_size=(24, 32), seed=1)
   data = [f'--config.data.reds_manual_dir={manual}', f'--config.data.reds_data_dir={tmp_path / "tfds"}']
   runs, init_from = tmp_path / 'runs', ''
-  for n, phase in enumerate(train_lib.PHASES, 1):
+  for n, phase in enumerate(phases_lib.PHASES, 1):
     result = _train_py('--config', 'configs/tiny.py', '--workdir', runs / f'phase{n}',
                        f'--config.phase={phase}', f'--config.init_from={init_from}', *data)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -319,7 +326,7 @@ def test_train_py_three_phases_on_reds_then_eval(tmp_path):
 
   out = tmp_path / 'eval'
   result = subprocess.run(
-      [sys.executable, 'eval.py', '--checkpoint', runs / 'phase3' / 'checkpoints' / '4',
+      [sys.executable, 'eval.py', '--checkpoint', runs / 'phase3',  # a workdir: its best
        '--reds_root', manual, '--protocol', 'full', '--output_dir', out], cwd=ROOT,
       capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,171 @@
+"""The three training phases as data, the optimizer, and the training step.
+
+``PHASES`` holds, for each phase, which parameter groups it trains, the loss,
+the batch entries the loss reads and what validation scores:
+
+* ``'deblur'`` (phase 1): the deblurring module alone; the super-resolution
+  part is not even run. Loss: ``losses.deblur_loss`` against the sharp LR.
+* ``'sr'`` (phase 2): the transformation and super-resolution module; the
+  deblurring module, the shared PReLU included, is frozen. Loss:
+  ``losses.sr_loss`` against the sharp HR.
+* ``'joint'`` (phase 3, or from scratch): everything, with separate learning
+  rates for the two groups. Loss: ``losses.joint_loss``.
+
+The groups come from the parameter paths (``param_group``): the ``SRNet_*``
+modules are 'sr', everything else (the shared PReLU ``act`` included)
+'deblur'. Freezing is one mechanism, ``split_params``: the step splits the
+parameters into the trained and the frozen ones, differentiates and updates
+only the trained (the optimizer never sees the frozen: no optimizer state, no
+update, not differentiated), and puts the frozen back as they were, bitwise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+from flax import nnx
+
+from jdsr import losses
+from jdsr.model import JDSR, remat_blocks
+
+GROUPS = ('deblur', 'sr')
+
+
+def _deblur_loss(model: JDSR, batch: dict) -> jax.Array:
+  images, _ = model.deblur(batch['blur_lr'])
+  return losses.deblur_loss(images, batch['sharp_lr'])
+
+
+def _sr_loss(model: JDSR, batch: dict) -> jax.Array:
+  _, sr = model(batch['blur_lr'])
+  return losses.sr_loss(sr, batch['sharp_hr'])
+
+
+def _joint_loss(model: JDSR, batch: dict) -> jax.Array:
+  images, sr = model(batch['blur_lr'])
+  return losses.joint_loss(images, sr, batch['sharp_lr'], batch['sharp_hr'])
+
+
+def _stage3(model: JDSR, x: jax.Array) -> jax.Array:
+  return model.deblur(x)[0][0]
+
+
+def _sr(model: JDSR, x: jax.Array) -> jax.Array:
+  return model(x)[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+  """One training phase."""
+  name: str
+  trained: tuple[str, ...]  # the parameter groups it trains; the others are frozen
+  loss: Callable[[JDSR, dict], jax.Array]  # (model, batch) -> scalar loss
+  batch_keys: tuple[str, ...]  # the batch entries the loss reads
+  predict: Callable[[JDSR, jax.Array], jax.Array]  # (model, blur_lr) -> the image validated
+  target: str  # the batch entry ``predict`` is scored against
+
+
+PHASES = {
+    'deblur': Phase('deblur', ('deblur',), _deblur_loss, ('blur_lr', 'sharp_lr'), _stage3,
+                    'sharp_lr'),
+    'sr': Phase('sr', ('sr',), _sr_loss, ('blur_lr', 'sharp_hr'), _sr, 'sharp_hr'),
+    'joint': Phase('joint', GROUPS, _joint_loss, ('blur_lr', 'sharp_lr', 'sharp_hr'), _sr,
+                   'sharp_hr'),
+}
+
+
+def get(name: str) -> Phase:
+  """``PHASES[name]``, with a clear error for an unknown name."""
+  if name not in PHASES:
+    raise ValueError(f'phase must be one of {tuple(PHASES)}, got {name!r}')
+  return PHASES[name]
+
+
+# -- parameters and optimizer ------------------------------------------------------
+
+
+def param_group(path: tuple) -> str:
+  """'sr' for the transformation and super-resolution module (``SRNet_*``), else 'deblur'."""
+  first = path[0]
+  name = str(getattr(first, 'key', getattr(first, 'name', first)))
+  return 'sr' if name.startswith('SRNet_') else 'deblur'
+
+
+def trained_filter(phase: Phase) -> nnx.filterlib.Filter:
+  """An NNX filter of the parameters ``phase`` trains."""
+  return nnx.All(nnx.Param, lambda path, _: param_group(path) in phase.trained)
+
+
+def split_params(params: nnx.State, phase: Phase) -> tuple[nnx.State, nnx.State]:
+  """(trained, frozen): the parameters of the groups ``phase`` trains, and the others."""
+  return nnx.split_state(params, trained_filter(phase), ...)
+
+
+def _group_labels(params: nnx.State) -> nnx.State:
+  return jax.tree_util.tree_map_with_path(lambda path, _: param_group(path), params)
+
+
+def learning_rates(config: ml_collections.ConfigDict) -> dict[str, optax.Schedule]:
+  """Per group: cosine annealing from its initial rate to ``config.min_learning_rate``."""
+  out = {}
+  for group, lr in (('deblur', config.learning_rate),
+                    ('sr', config.get('sr_learning_rate') or config.learning_rate)):
+    out[group] = optax.cosine_decay_schedule(lr, max(config.num_train_steps, 1),
+                                             alpha=min(config.min_learning_rate / lr, 1.0))
+  return out
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam per group with its own schedule, for the trained parameters (``split_params``)."""
+  adam = lambda lr: optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+  return optax.partition({group: adam(lr) for group, lr in learning_rates(config).items()},
+                         _group_labels)
+
+
+# -- the step ----------------------------------------------------------------------
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: nnx.State  # all of them, trained and frozen
+  opt_state: optax.OptState  # of the trained parameters only
+
+
+def init_state(params: nnx.State, phase: Phase, tx: optax.GradientTransformation) -> TrainState:
+  return TrainState(jnp.zeros((), jnp.int32), params, tx.init(split_params(params, phase)[0]))
+
+
+def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTransformation,
+                    remat: bool = False) -> Callable[[TrainState, dict], tuple]:
+  """``step(state, batch) -> (state, {'loss'})``, pure (to be jit-compiled).
+
+  Only the trained parameters are differentiated and updated; the frozen ones
+  come out as they went in, bitwise. A non-finite loss changes nothing: the
+  state returned is the state given, step included.
+  """
+
+  wrt = nnx.DiffState(0, trained_filter(phase))  # only the trained parameters are differentiated
+
+  def loss_fn(model: JDSR, batch: dict) -> jax.Array:
+    with remat_blocks(remat):
+      return phase.loss(model, batch)
+
+  def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    loss, grads = nnx.value_and_grad(loss_fn, argnums=wrt)(nnx.merge(graphdef, state.params),
+                                                           batch)
+    trained, frozen = split_params(state.params, phase)
+    updates, opt_state = tx.update(grads, state.opt_state, trained)
+    params = nnx.merge_state(optax.apply_updates(trained, updates), frozen)
+    new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
+    finite = jnp.isfinite(loss)
+    new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+    return new, {'loss': loss}
+
+  return step
