@@ -3,13 +3,14 @@
     python eval.py        # the bundled demo: models/demo restores samples/ (configs/eval_demo.py)
     python eval.py --config configs/eval_reds_val300.py \
         --checkpoint official.pth --reds_root /data/REDS --output_dir out/val300
-    python eval.py --config configs/eval_folder.py --checkpoint ckpt_dir \
+    python eval.py --config configs/eval_default.py --checkpoint runs/phase3 \
         --input_dir my_photos --output_dir out/photos
 
 Writes results.csv (per image), summary.json, images/ and figures/ in the
 output directory and prints the mean PSNR/SSIM beside the bicubic baseline.
-Every flag below overrides the config field of the same name; any other field
-can be set with --config.FIELD=VALUE.
+The settings go one way: flags -> config -> jdsr.restore.Options -> restore.
+Each flag below sets the config field of the same name; any field can also be
+set with --config.FIELD=VALUE (see configs/eval_default.py for all of them).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from ml_collections import config_flags
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
                            'eval_demo.py'), 'Evaluation config file (default: the demo).')
-flags.DEFINE_string('checkpoint', None, 'Official .pth file or jdsr orbax checkpoint directory.')
+# Shorthands for the config fields people set most; None: keep the config's value.
+flags.DEFINE_string('checkpoint', None,
+                    'Official .pth, jdsr checkpoint directory or training workdir (its best).')
 flags.DEFINE_string('reds_root', None, 'REDS folder holding val_blur_bicubic/ and val_sharp/.')
 flags.DEFINE_enum('subset', None, ['val300', 'val'], 'REDS frames: Val300 or all 3,000.')
 flags.DEFINE_enum('protocol', None, ['seed', 'full'],
@@ -33,7 +36,8 @@ flags.DEFINE_string('input_dir', None, 'Folder of images to restore (instead of 
 flags.DEFINE_string('target_dir', None, 'Ground truths for --input_dir, matched by file name.')
 flags.DEFINE_bool('tlsc', None, 'Test-time local statistics converter (the paper\'s Model-3).')
 flags.DEFINE_bool('ensemble', None, 'x8 self-ensemble.')
-flags.DEFINE_integer('tile', None, 'Input tile size for large images (-1: automatic, 0: never).')
+flags.DEFINE_integer('tile', None, 'Input tile size for large images (0: never tile; default: '
+                     'automatic, 256 for images larger than that).')
 flags.DEFINE_string('output_dir', None, 'Where results, images and figures go.')
 flags.DEFINE_bool('save_images', None, 'Write the restored images.')
 flags.DEFINE_bool('save_figures', None, 'Write side-by-side figures.')
@@ -41,11 +45,10 @@ flags.DEFINE_string('reference_outputs', None,
                     "Folder of the official test script's outputs: report the PSNR between "
                     'them and ours, image by image.')
 flags.DEFINE_integer('limit', None, 'Only the first N images (0: all).')
-
 FLAGS = flags.FLAGS
-_OVERRIDES = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'target_dir', 'tlsc',
-              'ensemble', 'tile', 'output_dir', 'save_images', 'save_figures',
-              'reference_outputs', 'limit')
+_SHORTHANDS = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'target_dir', 'tlsc',
+               'ensemble', 'tile', 'output_dir', 'save_images', 'save_figures',
+               'reference_outputs', 'limit')
 
 
 def main(argv):
@@ -53,42 +56,36 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax logs a dozen INFO lines per checkpoint read
   config = _CONFIG.value
-  for name in _OVERRIDES:
+  for name in _SHORTHANDS:
     if FLAGS[name].value is not None:
-      setattr(config, name, FLAGS[name].value)
+      config[name] = FLAGS[name].value
   if FLAGS.input_dir:
     config.data = 'folder'
   elif FLAGS.reds_root:
     config.data = 'reds'
 
-  import jdsr  # after flag parsing: --help stays fast
-  from jdsr import convert, evaluate
+  from jdsr import checkpoints, evaluate, restore  # after flag parsing: --help stays fast
 
   if not config.checkpoint:
-    sys.exit('error: no checkpoint: pass --checkpoint official.pth (or an orbax directory)')
+    sys.exit('error: no checkpoint: pass --checkpoint (an official .pth, a jdsr checkpoint '
+             'directory or a training workdir)')
   try:
-    if os.path.isdir(config.checkpoint):
-      model = jdsr.load_checkpoint(config.checkpoint)
-    else:
-      model = jdsr.load_pytorch(config.checkpoint, config.model)
+    model = checkpoints.load(config.checkpoint, config.model)
     if config.data == 'reds':
       if not config.reds_root:
         sys.exit('error: pass --reds_root (the REDS folder) or --input_dir (a folder of images)')
       items = evaluate.reds_items(config.reds_root, config.subset)
     else:
       items = evaluate.folder_items(config.input_dir, config.target_dir or None)
-  except (convert.CheckpointError, ValueError, OSError) as e:
+  except (checkpoints.CheckpointError, ValueError, OSError) as e:
     sys.exit(f'error: {e}')
   if config.limit:
     items = items[:config.limit]
 
-  tlsc = (jdsr.TLSC(base_size=(config.tlsc_base_size,) * 2,
-                    train_size=(config.tlsc_train_size,) * 2) if config.tlsc else False)
-  options = evaluate.Options(
-      tlsc=tlsc, ensemble=config.ensemble, tile=None if config.tile < 0 else config.tile,
-      protocol=config.protocol, save_images=config.save_images,
-      save_figures=config.save_figures, reference_outputs=config.reference_outputs or None)
-  summary = evaluate.evaluate(model, items, config.output_dir, options)
+  summary = evaluate.evaluate(
+      model, items, config.output_dir, restore.Options.from_config(config),
+      protocol=config.protocol, save_images=config.save_images, save_figures=config.save_figures,
+      reference_outputs=config.reference_outputs or None)
   print(evaluate.table(summary))
   out = os.path.abspath(config.output_dir)
   print(f'Restored images: {os.path.join(out, "images")}\n'

@@ -1,30 +1,32 @@
-"""Evaluate on REDS Val300 (frames 9, 19, ..., 99 of the 30 validation sequences).
+"""Every evaluation setting of eval.py, at its default; the other eval_*.py configs override it.
 
-The paper's protocol for its main table: TLSC on, frames cropped to a multiple
-of 8 as the reference does ('seed'), no self-ensemble (add --ensemble for the
-x8 numbers).
+By default: restore a folder of images (`input_dir`) with TLSC on, no
+self-ensemble, tiles chosen automatically. `configs/eval_reds_val300.py` is
+the paper's main protocol on REDS.
 """
 
 import ml_collections
-
-from jdsr import config as jdsr_config
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
-  config.model = jdsr_config.model_config()
-  config.checkpoint = ''  # official .pth file or jdsr orbax checkpoint directory
-  config.data = 'reds'  # 'reds' or 'folder'
-  config.reds_root = ''  # the folder holding val_blur_bicubic/ and val_sharp/
-  config.subset = 'val300'  # 'val300' or 'val' (all 3,000 frames)
-  config.protocol = 'seed'  # 'seed': crop to 320x176 / 1280x704; 'full': whole frames
+  config.checkpoint = ''  # official .pth, jdsr checkpoint directory or training workdir
+  # The architecture of an official .pth (which holds none), e.g. jdsr.model_config(n_resgroups=12)
+  # in a config file. None: the paper's model; jdsr checkpoints carry their own.
+  config.model = config_dict.placeholder(ml_collections.ConfigDict)
+  config.data = 'folder'  # 'folder' or 'reds'
   config.input_dir = ''  # data='folder': the images to restore
   config.target_dir = ''  # data='folder': their ground truths (same file names), optional
+  config.reds_root = ''  # data='reds': the folder holding val_blur_bicubic/ and val_sharp/
+  config.subset = 'val300'  # data='reds': 'val300' or 'val' (all 3,000 frames)
+  config.protocol = 'full'  # 'full': whole images; 'seed': REDS frames cropped to 320x176 / 1280x704
+  # jdsr.restore.Options: TLSC (the paper's Model-3), x8 self-ensemble, tiling.
   config.tlsc = True
   config.tlsc_base_size = 96
   config.tlsc_train_size = 64
   config.ensemble = False
-  config.tile = -1  # input tile size; -1: automatic (tiles above 256 px), 0: never
+  config.tile = config_dict.placeholder(int)  # input tile size; None: automatic (above 256 px), 0: never
   config.output_dir = 'eval_out'
   config.save_images = True
   config.save_figures = True

@@ -8,13 +8,13 @@ demo_output/.
 
 import pathlib
 
-from configs import eval_reds_val300
+from configs import eval_default
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def get_config():
-  config = eval_reds_val300.get_config()
+  config = eval_default.get_config()
   config.checkpoint = str(ROOT / 'models' / 'demo')
   config.data = 'folder'
   config.protocol = 'full'

@@ -6,20 +6,21 @@ image with, optionally, its ground truth. For each it restores the input
 truth, scores the bicubic upscaling of the input as the baseline, and writes:
 
 * ``results.csv``: one row per image (name, psnr, ssim, bicubic_psnr,
-  bicubic_ssim, seconds), flushed row by row so nothing is lost on a crash;
+  bicubic_ssim, seconds), rewritten after every image so nothing is lost on a crash;
 * ``summary.json``: the means, the settings and the images that failed;
 * ``images/NAME.png``: the restored image, grayscale, alpha and 16-bit depth
   kept as in the input (atomic writes, never over an input);
 * ``figures/NAME.png``: bicubic | ours | ground truth, with a zoomed crop.
 
 A file that cannot be read gets a one-line error naming it; the others are
-still done.
+still done. Every file is written atomically by ``jdsr.files.atomic_write``.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
 import os
@@ -31,10 +32,10 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from jdsr import figures, imageio, layers, metrics
+from jdsr import figures, files, imageio, metrics, pixels
 from jdsr.data import reds
 from jdsr.model import JDSR
-from jdsr.restore import restore, upscale_bicubic
+from jdsr.restore import Options, restore
 
 FIELDS = ('name', 'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'seconds')
 
@@ -67,56 +68,64 @@ def folder_items(input_dir: str | os.PathLike,
   return [Item(p.stem, p, targets.get(p.stem)) for p in inputs]
 
 
-@dataclasses.dataclass
-class Options:
-  tlsc: bool | layers.TLSC = True
-  ensemble: bool = False
-  tile: int | None = None
-  protocol: str = 'full'  # 'seed': crop REDS frames to 176/704 rows as the reference does
-  save_images: bool = True
-  save_figures: bool = True
-  reference_outputs: str | None = None  # folder of the official test script's outputs
-
-
 def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
-             options: Options | None = None, *, progress: bool = True) -> dict:
-  """Restore and score every item; returns the summary also written to summary.json."""
-  options = options or Options()
-  if options.protocol not in ('full', 'seed'):
-    raise ValueError(f"protocol must be 'full' or 'seed', got {options.protocol!r}")
+             options: Options = Options(), *, protocol: str = 'full', save_images: bool = True,
+             save_figures: bool = True, reference_outputs: str | None = None,
+             progress: bool = True) -> dict:
+  """Restore and score every item; returns the summary also written to summary.json.
+
+  ``options``: how each image is restored (``jdsr.restore.Options``).
+  ``protocol``: 'full' (whole images) or 'seed' (REDS frames cropped to 176/704
+  rows as the reference does). ``reference_outputs``: a folder of the official
+  test script's outputs, compared with ours image by image.
+  """
+  if protocol not in ('full', 'seed'):
+    raise ValueError(f"protocol must be 'full' or 'seed', got {protocol!r}")
   out = pathlib.Path(output_dir)
   out.mkdir(parents=True, exist_ok=True)
   protected = {p.resolve() for item in items for p in (item.input, item.target) if p}
+  fields = FIELDS + (('reference_psnr',) if reference_outputs else ())
   rows, failed = [], []
-  with open(out / 'results.csv', 'w', newline='') as f:
-    writer = csv.DictWriter(f, FIELDS + (('reference_psnr',) if options.reference_outputs else ()))
-    writer.writeheader()
-    bar = tqdm(items, desc='restoring', unit='image', disable=not progress, file=sys.stderr)
-    for item in bar:
-      try:
-        row = _one(model, item, out, options, protected)
-      except (imageio.ImageError, reds.REDSError, ValueError, OSError) as e:
-        message = str(e).splitlines()[0] if str(e) else type(e).__name__
-        if item.input.name not in message:
-          message = f'{item.input}: {message}'
-        tqdm.write(f'error: {message}', file=sys.stderr)
-        failed.append({'name': item.name, 'error': message})
-        continue
-      writer.writerow({k: _fmt(v) for k, v in row.items()})
-      f.flush()
-      rows.append(row)
-      if 'psnr' in row and row['psnr'] is not None:
-        bar.set_postfix(psnr=f"{np.mean([r['psnr'] for r in rows if r['psnr'] is not None]):.2f}")
-  summary = _summary(rows, failed, options, len(items))
-  _write_json(out / 'summary.json', summary)
+  bar = tqdm(items, desc='restoring', unit='image', disable=not progress, file=sys.stderr)
+  for item in bar:
+    try:
+      row = _one(model, item, out, protected, options, protocol=protocol,
+                 save_images=save_images, save_figures=save_figures,
+                 reference_outputs=reference_outputs)
+    except (imageio.ImageError, reds.REDSError, ValueError, OSError) as e:
+      message = str(e).splitlines()[0] if str(e) else type(e).__name__
+      if item.input.name not in message:
+        message = f'{item.input}: {message}'
+      tqdm.write(f'error: {message}', file=sys.stderr)
+      failed.append({'name': item.name, 'error': message})
+      continue
+    rows.append(row)
+    # Rewritten whole after every image: nothing is lost on a crash, nothing written through a link.
+    files.atomic_write(out / 'results.csv', _csv(rows, fields))
+    if row['psnr'] is not None:
+      bar.set_postfix(psnr=f"{np.mean([r['psnr'] for r in rows if r['psnr'] is not None]):.2f}")
+  if not rows:
+    files.atomic_write(out / 'results.csv', _csv(rows, fields))
+  summary = _summary(rows, failed, options, protocol, len(items))
+  files.atomic_write(out / 'summary.json', json.dumps(summary, indent=2, default=str) + '\n')
   return summary
 
 
-def _one(model, item: Item, out: pathlib.Path, options: Options, protected: set) -> dict:
+def _csv(rows: list[dict], fields: tuple[str, ...]) -> str:
+  text = io.StringIO()
+  writer = csv.DictWriter(text, fields, lineterminator='\n')
+  writer.writeheader()
+  writer.writerows({k: _fmt(v) for k, v in row.items()} for row in rows)
+  return text.getvalue()
+
+
+def _one(model, item: Item, out: pathlib.Path, protected: set, options: Options, *,
+         protocol: str, save_images: bool, save_figures: bool,
+         reference_outputs: str | None) -> dict:
   source = imageio.read_image(item.input)
   lr = source.rgb
   hr = imageio.read_image(item.target).rgb if item.target else None
-  if options.protocol == 'seed':
+  if protocol == 'seed':
     if hr is None:
       raise ValueError(f'{item.input}: the seed protocol needs the ground truth')
     lr, hr = reds.crop_like_reference(lr, hr)
@@ -124,21 +133,21 @@ def _one(model, item: Item, out: pathlib.Path, options: Options, protected: set)
     raise ValueError(f'{item.target}: ground truth is {hr.shape[1]}x{hr.shape[0]}, expected 4x '
                      f'the input ({4 * lr.shape[1]}x{4 * lr.shape[0]})')
   start = time.perf_counter()
-  sr = restore(model, lr, tlsc=options.tlsc, ensemble=options.ensemble, tile=options.tile)
+  sr = restore(model, lr, options)
   seconds = time.perf_counter() - start
   row = {'name': item.name, 'psnr': None, 'ssim': None, 'bicubic_psnr': None,
          'bicubic_ssim': None, 'seconds': seconds}
-  bicubic = figures.bicubic_upscale(lr)
+  bicubic = pixels.upscale(lr, 4)
   if hr is not None:
     row.update(psnr=metrics.psnr(sr, hr), ssim=metrics.ssim(sr, hr),
                bicubic_psnr=metrics.psnr(bicubic, hr), bicubic_ssim=metrics.ssim(bicubic, hr))
-  if options.reference_outputs:
-    row['reference_psnr'] = _reference_psnr(sr, options.reference_outputs, item.name)
-  if options.save_images:  # in the source's layout: grayscale, alpha and bit depth kept
-    alpha = None if source.alpha is None else upscale_bicubic(source.alpha)
+  if reference_outputs:
+    row['reference_psnr'] = _reference_psnr(sr, reference_outputs, item.name)
+  if save_images:  # in the source's layout: grayscale, alpha and bit depth kept
+    alpha = None if source.alpha is None else pixels.upscale(source.alpha, 4)
     _write(out / 'images' / f'{item.name}.png', protected,
            lambda p: imageio.write_image(p, sr, alpha, bits=source.bits, gray=source.gray))
-  if options.save_figures:
+  if save_figures:
     panels = [(_label('bicubic', row['bicubic_psnr']), bicubic), (_label('ours', row['psnr']), sr)]
     if hr is not None:
       panels.append(('ground truth', hr))
@@ -181,7 +190,8 @@ def _mean(rows: Iterable[dict], key: str) -> float | None:
   return float(np.mean(values)) if values else None
 
 
-def _summary(rows: list[dict], failed: list[dict], options: Options, total: int) -> dict:
+def _summary(rows: list[dict], failed: list[dict], options: Options, protocol: str,
+             total: int) -> dict:
   tlsc = options.tlsc
   return {
       'images': total,
@@ -191,16 +201,10 @@ def _summary(rows: list[dict], failed: list[dict], options: Options, total: int)
       'mean': {k: _mean(rows, k) for k in FIELDS[1:] + ('reference_psnr',)
                if any(k in r for r in rows)},
       'settings': {
-          'tlsc': dataclasses.asdict(layers.TLSC() if tlsc is True else tlsc) if tlsc else None,
-          'ensemble': options.ensemble, 'tile': options.tile, 'protocol': options.protocol,
+          'tlsc': dataclasses.asdict(tlsc) if tlsc else None,
+          'ensemble': options.ensemble, 'tile': options.tile, 'protocol': protocol,
       },
   }
-
-
-def _write_json(path: pathlib.Path, data: dict) -> None:
-  tmp = path.with_name(path.name + '.tmp')
-  tmp.write_text(json.dumps(data, indent=2, default=str) + '\n')
-  os.replace(tmp, path)
 
 
 def table(summary: dict) -> str:

@@ -16,6 +16,9 @@
   whatever the image size. By default (``tile=None``) images larger than
   ``DEFAULT_TILE`` in either dimension are tiled; ``tile=0`` never tiles.
 
+The settings (TLSC, self-ensemble, tiling) travel as one ``Options`` object,
+from ``eval.py``'s config (``Options.from_config``) to ``restore``.
+
 Tiling and TLSC: TLSC replaces each global pool by a local mean over a fixed
 window (at most 96×96 pixels at the input's scale, less in the deeper
 layers), clamped to the feature. Inside a tile of at least that size the
@@ -28,10 +31,12 @@ that difference small, and TLSC (the paper's Model-3) removes it.
 
 from __future__ import annotations
 
-import numpy as np
-from PIL import Image as PILImage
+import dataclasses
 
-from jdsr import api, inference, layers
+import ml_collections
+import numpy as np
+
+from jdsr import inference, layers, pixels
 from jdsr.model import JDSR
 
 SCALE = 4
@@ -40,17 +45,31 @@ DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
 
 
-def restore(model: JDSR, image: np.ndarray, *, tlsc: bool | layers.TLSC = True,
-            ensemble: bool = False, tile: int | None = None,
-            overlap: int = DEFAULT_OVERLAP) -> np.ndarray:
-  """The restored, ×4 image (float32 in [0, 1]), in the layout of ``image``.
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """How to restore an image.
 
-  ``tlsc``: True for the paper's TLSC settings, a ``jdsr.TLSC`` for others,
-  False for plain global pooling. ``ensemble``: average the ×8 self-ensemble.
-  ``tile``: input tile size (a multiple of 8); None tiles only images larger
-  than ``DEFAULT_TILE``; 0 never tiles. ``overlap``: input pixels shared by
-  neighbouring tiles.
+  ``tlsc``: the TLSC settings (the paper's by default), or None for plain
+  global pooling. ``ensemble``: average the ×8 self-ensemble. ``tile``: the
+  input tile size (a multiple of 8), None for automatic (tiles of
+  ``DEFAULT_TILE`` for larger images), 0 for never. ``overlap``: input
+  pixels shared by neighbouring tiles.
   """
+  tlsc: layers.TLSC | None = layers.TLSC()
+  ensemble: bool = False
+  tile: int | None = None
+  overlap: int = DEFAULT_OVERLAP
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> Options:
+    """From an eval config's ``tlsc``, ``tlsc_base_size``, ``tlsc_train_size``, ``ensemble``, ``tile``."""
+    tlsc = (layers.TLSC(base_size=(config.tlsc_base_size,) * 2,
+                        train_size=(config.tlsc_train_size,) * 2) if config.tlsc else None)
+    return cls(tlsc=tlsc, ensemble=config.ensemble, tile=config.tile)
+
+
+def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.ndarray:
+  """The restored, ×4 image (float32 in [0, 1]), in the layout of ``image`` (see ``Options``)."""
   image = np.asarray(image)
   squeeze = image.ndim == 2
   if squeeze:
@@ -63,45 +82,35 @@ def restore(model: JDSR, image: np.ndarray, *, tlsc: bool | layers.TLSC = True,
   image = image.astype(np.float32)
   channels = image.shape[-1]
   rgb = np.repeat(image, 3, axis=-1) if channels == 1 else image[..., :3]
-  tlsc = layers.TLSC() if tlsc is True else (tlsc or None)
-
   h, w = rgb.shape[:2]
+  tile, overlap = options.tile, options.overlap
   if tile is None:
     tile = DEFAULT_TILE if max(h, w) > DEFAULT_TILE else 0
   if tile and (tile % 8 or tile <= overlap):
     raise ValueError(f'tile must be a multiple of 8 larger than overlap ({overlap}), got {tile}')
   if tile and max(h, w) > tile:
-    out = _tiled(model, rgb, tlsc, ensemble, tile, overlap)
+    out = _tiled(model, rgb, options, tile)
   else:
-    out = _whole(model, rgb, tlsc, ensemble)
+    out = _whole(model, rgb, options)
   out = np.clip(out, 0.0, 1.0)
 
   if channels == 1:
     out = out.mean(axis=-1, keepdims=True)
     return out[..., 0] if squeeze else out
   if channels == 4:
-    return np.concatenate([out, upscale_bicubic(image[..., 3])[..., None]], axis=-1)
+    return np.concatenate([out, pixels.upscale(image[..., 3], SCALE)[..., None]], axis=-1)
   return out
 
 
-def upscale_bicubic(channel: np.ndarray, scale: int = SCALE) -> np.ndarray:
-  """One float channel upscaled with bicubic interpolation (no 8-bit rounding)."""
-  h, w = channel.shape
-  resized = PILImage.fromarray(channel.astype(np.float32), mode='F').resize(
-      (w * scale, h * scale), PILImage.BICUBIC)
-  return np.clip(np.asarray(resized), 0.0, 1.0)
-
-
-def _whole(model: JDSR, rgb: np.ndarray, tlsc, ensemble: bool,
-           bucket: int = BUCKET) -> np.ndarray:
+def _whole(model: JDSR, rgb: np.ndarray, options: Options, bucket: int = BUCKET) -> np.ndarray:
   """One forward pass over the image padded to a multiple of ``bucket``, cropped back."""
   h, w = rgb.shape[:2]
   ph, pw = -(-h // bucket) * bucket, -(-w // bucket) * bucket
   x = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode='reflect')[None]
-  if ensemble:
-    _, sr = inference.self_ensemble(model, x, tlsc=tlsc)
+  if options.ensemble:
+    _, sr = inference.self_ensemble(model, x, tlsc=options.tlsc)
   else:
-    _, sr = api.apply(model, x, tlsc=tlsc)
+    _, sr = inference.apply(model, x, tlsc=options.tlsc)
   return np.asarray(sr[0, :SCALE * h, :SCALE * w])
 
 
@@ -124,9 +133,9 @@ def _ramp(length: int, fade: int, start: bool, end: bool) -> np.ndarray:
   return ramp
 
 
-def _tiled(model: JDSR, rgb: np.ndarray, tlsc, ensemble: bool, tile: int,
-           overlap: int) -> np.ndarray:
+def _tiled(model: JDSR, rgb: np.ndarray, options: Options, tile: int) -> np.ndarray:
   h, w = rgb.shape[:2]
+  overlap = options.overlap
   if min(h, w) < tile:  # pad the short side up to one tile
     rgb = np.pad(rgb, ((0, max(tile - h, 0)), (0, max(tile - w, 0)), (0, 0)), mode='reflect')
   ys, xs = _starts(rgb.shape[0], tile, overlap), _starts(rgb.shape[1], tile, overlap)
@@ -137,7 +146,7 @@ def _tiled(model: JDSR, rgb: np.ndarray, tlsc, ensemble: bool, tile: int,
     wy = _ramp(size, fade, y > 0, y + tile < rgb.shape[0])
     for x in xs:
       wx = _ramp(size, fade, x > 0, x + tile < rgb.shape[1])
-      patch = _whole(model, rgb[y:y + tile, x:x + tile], tlsc, ensemble, bucket=8)
+      patch = _whole(model, rgb[y:y + tile, x:x + tile], options, bucket=8)
       wgt = (wy[:, None] * wx[None, :])[..., None]
       out[SCALE * y:SCALE * y + size, SCALE * x:SCALE * x + size] += wgt * patch
       weight[SCALE * y:SCALE * y + size, SCALE * x:SCALE * x + size] += wgt

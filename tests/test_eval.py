@@ -23,7 +23,7 @@ def _run(*args):
 @pytest.fixture(scope='module')
 def tiny_checkpoint(tmp_path_factory):
   path = tmp_path_factory.mktemp('ckpt') / 'tiny'
-  jdsr.save_checkpoint(jdsr.build_model(jdsr.tiny_model_config(), rngs=0), path)
+  jdsr.save(jdsr.build_model(jdsr.tiny_model_config(), rngs=0), path)
   return path
 
 
@@ -79,7 +79,7 @@ def test_folder_with_a_bad_file(tiny_checkpoint, tmp_path):
   imageio.write_image(inputs / 'c.png', rng.random((9, 9, 3)), rng.random((9, 9)), gray=True)
   (inputs / 'b.png').write_text('not an image')
   out = tmp_path / 'out'
-  result = _run('--config', ROOT / 'configs' / 'eval_folder.py', '--checkpoint',
+  result = _run('--config', ROOT / 'configs' / 'eval_default.py', '--checkpoint',
                 tiny_checkpoint, '--input_dir', inputs, '--output_dir', out)
   assert result.returncode == 1
   errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
@@ -95,7 +95,7 @@ def test_refuses_to_write_over_inputs(tiny_checkpoint, tmp_path):
   images.mkdir()
   imageio.write_image(images / 'x.png', np.zeros((8, 8, 3)))
   before = (images / 'x.png').read_bytes()
-  result = _run('--config', ROOT / 'configs' / 'eval_folder.py', '--checkpoint',
+  result = _run('--config', ROOT / 'configs' / 'eval_default.py', '--checkpoint',
                 tiny_checkpoint, '--input_dir', images, '--output_dir', tmp_path,
                 '--save_figures=false')
   assert result.returncode == 1 and 'over an input' in result.stderr

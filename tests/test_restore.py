@@ -6,8 +6,8 @@ import pytest
 import jax.numpy as jnp
 
 import jdsr
-from jdsr import api, restore as restore_lib
-from jdsr.restore import restore
+from jdsr import inference, pixels, restore as restore_lib
+from jdsr.restore import Options, restore
 
 
 def _nearest_x4(model, x, tlsc=None):
@@ -24,7 +24,7 @@ def local_model(monkeypatch):
     calls.append(x.shape)
     return _nearest_x4(model, x, tlsc)
 
-  monkeypatch.setattr(api, 'apply', fake_apply)
+  monkeypatch.setattr(inference, 'apply', fake_apply)
   return calls
 
 
@@ -38,7 +38,7 @@ def test_real_model_any_size_and_layout(tiny):
   rgb = restore(tiny, rng.random((5, 7, 3), np.float32))
   assert rgb.shape == (20, 28, 3) and rgb.dtype == np.float32
   assert 0 <= rgb.min() and rgb.max() <= 1
-  one = restore(tiny, np.full((1, 1), 0.5, np.float32), tlsc=False)
+  one = restore(tiny, np.full((1, 1), 0.5, np.float32), Options(tlsc=None))
   assert one.shape == (4, 4)
 
 
@@ -57,7 +57,7 @@ def test_grayscale_and_alpha(local_model):
   rgba = np.random.default_rng(3).random((6, 9, 4), np.float32)
   out = restore(None, rgba)
   assert out.shape == (24, 36, 4)
-  np.testing.assert_allclose(out[..., 3], restore_lib.upscale_bicubic(rgba[..., 3]), atol=1e-6)
+  np.testing.assert_allclose(out[..., 3], pixels.upscale(rgba[..., 3], 4), atol=1e-6)
   np.testing.assert_allclose(out[..., :3], np.repeat(np.repeat(rgba[..., :3], 4, 0), 4, 1),
                              atol=1e-6)
 
@@ -71,8 +71,8 @@ def test_similar_sizes_share_one_padded_shape(local_model):
 @pytest.mark.parametrize('tile, overlap', [(48, 16), (64, 8), (40, 32)])
 def test_tiles_blend_into_the_whole_image(local_model, tile, overlap):
   x = np.random.default_rng(4).random((70, 130, 3), np.float32)
-  whole = restore(None, x, tile=0)
-  tiled = restore(None, x, tile=tile, overlap=overlap)
+  whole = restore(None, x, Options(tile=0))
+  tiled = restore(None, x, Options(tile=tile, overlap=overlap))
   assert len(local_model) > 2 and set(local_model[1:]) == {(1, tile, tile, 3)}
   np.testing.assert_allclose(tiled, whole, atol=1e-6)
 
@@ -94,4 +94,14 @@ def test_bad_images_are_rejected(image, message):
 
 def test_bad_tile_is_rejected():
   with pytest.raises(ValueError, match='multiple of 8'):
-    restore(None, np.zeros((64, 64, 3), np.float32), tile=30)
+    restore(None, np.zeros((64, 64, 3), np.float32), Options(tile=30))
+
+
+def test_options_from_an_eval_config():
+  from configs import eval_default
+  config = eval_default.get_config()
+  assert Options.from_config(config) == Options()  # the paper's settings: TLSC on, automatic tiles
+  config.tlsc, config.ensemble, config.tile = False, True, 0
+  assert Options.from_config(config) == Options(tlsc=None, ensemble=True, tile=0)
+  config.tlsc, config.tlsc_base_size = True, 128
+  assert Options.from_config(config).tlsc == jdsr.TLSC(base_size=(128, 128))
