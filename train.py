@@ -15,7 +15,13 @@ configs/default.py for all of them and jdsr/train_lib.py for what is written.
 from __future__ import annotations
 
 import logging as std_logging
+import os
 import sys
+
+# TensorFlow (the input pipeline) logs its own INFO and WARNING lines, among them the whole
+# Python traceback of a data error that this program reports in one line: keep its errors only
+# (at least; 3 silences those too).
+os.environ['TF_CPP_MIN_LOG_LEVEL'] = max(os.environ.get('TF_CPP_MIN_LOG_LEVEL', '0'), '2')
 
 import jax
 from absl import app, flags, logging
@@ -48,9 +54,10 @@ def main(argv: list[str]) -> int:
   logging.get_absl_handler().addFilter(_quiet_orbax)
   logging.info('JAX %s: process %d of %d, %d devices (%s)', jax.__version__, jax.process_index(),
                jax.process_count(), jax.device_count(), jax.devices()[0].platform)
+  from jdsr import config as config_lib
   try:
-    result = train_lib.train_and_evaluate(_CONFIG.value, FLAGS.workdir)
-  except (train_lib.TrainingError, FileNotFoundError, ValueError) as e:
+    result = train_lib.train_and_evaluate(config_lib.from_flag(_CONFIG), FLAGS.workdir)
+  except (train_lib.TrainingError, ValueError, OSError) as e:  # one line, not a traceback
     print(f'train.py: error: {e}', file=sys.stderr)
     return 1
   scores = ', '.join(f'{k} {v:.4f}' for k, v in result.scalars.items())
@@ -59,4 +66,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from jdsr import config as config_lib
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -142,13 +142,19 @@ def init_state(params: nnx.State, phase: Phase, tx: optax.GradientTransformation
   return TrainState(jnp.zeros((), jnp.int32), params, tx.init(split_params(params, phase)[0]))
 
 
+def all_finite(tree) -> jax.Array:
+  """Whether every element of every array in ``tree`` is finite (a scalar bool array)."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTransformation,
                     remat: bool = False) -> Callable[[TrainState, dict], tuple]:
   """``step(state, batch) -> (state, {'loss'})``, pure (to be jit-compiled).
 
   Only the trained parameters are differentiated and updated; the frozen ones
-  come out as they went in, bitwise. A non-finite loss changes nothing: the
-  state returned is the state given, step included.
+  come out as they went in, bitwise. A non-finite loss, or an update that would
+  make a parameter non-finite, changes nothing: the state returned is the state
+  given, step included, and ``finite`` is False.
   """
 
   wrt = nnx.DiffState(0, trained_filter(phase))  # only the trained parameters are differentiated
@@ -164,8 +170,8 @@ def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTran
     updates, opt_state = tx.update(grads, state.opt_state, trained)
     params = nnx.merge_state(optax.apply_updates(trained, updates), frozen)
     new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
-    finite = jnp.isfinite(loss)
+    finite = jnp.isfinite(loss) & all_finite(params)
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
-    return new, {'loss': loss}
+    return new, {'loss': loss, 'finite': finite}
 
   return step

@@ -30,11 +30,15 @@ Files under ``workdir``:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
 import os
 import pathlib
+import re
+import socket
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -42,13 +46,17 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
+import tensorflow as tf
 from clu import metric_writers, metrics, periodic_actions
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jdsr import checkpoints, metrics as image_metrics, phases, pixels
+from jdsr import checkpoints, config as config_lib, metrics as image_metrics, phases, pixels
 from jdsr.data import sources
 from jdsr.model import JDSR, abstract_model, build_model
+
+
+LOCK = '.lock'  # in the workdir while a run trains there
 
 
 class TrainingError(RuntimeError):
@@ -85,6 +93,9 @@ def validate(predict: Callable, params: nnx.State, items: list[dict], phase: pha
   psnrs, ssims, images = [], [], {}
   for i, item in enumerate(items):
     out = np.asarray(predict(params, item['blur_lr'][None]))[0]
+    if not np.isfinite(out).all():
+      raise TrainingError(f"the model's output for validation image {item['id']} is NaN or inf "
+                          '(the parameters have diverged)')
     pred, target = pixels.quantize(out), pixels.quantize(item[phase.target])
     psnrs.append(image_metrics.psnr(pred, target))
     ssims.append(image_metrics.ssim(pred, target))
@@ -107,13 +118,44 @@ class Result:
   workdir: pathlib.Path
 
 
+def _next_batch(data: Iterator[dict]) -> dict:
+  """The next batch; a data error (an unreadable file, an image too small) as one TrainingError."""
+  try:
+    return next(data)
+  except tf.errors.OpError as e:
+    raise TrainingError(f'data error: {_op_error_message(e)}') from None
+
+
+def _op_error_message(e: Exception) -> str:
+  """The useful line of a tf.data error: the Python exception inside it, or TF's own message."""
+  lines = [line.strip() for line in str(getattr(e, 'message', e)).splitlines() if line.strip()]
+  raised = [line for line in lines if re.match(r'^[\w.]+(Error|Exception): ', line)]
+  text = raised[-1].split(': ', 1)[1] if raised else (lines[0] if lines else type(e).__name__)
+  text = re.sub(r'^\{\{function_node [^}]*\}\}\s*', '', text)  # where in the graph: noise here
+  text = re.sub(r'\s*\[\[.*', '', text)
+  failed = re.fullmatch(r'assertion failed: \[(.*)\]', text)  # crop_and_augment's checks
+  return failed.group(1).replace('\\"', '') if failed else text
+
+
 def _mesh() -> jax.sharding.Mesh:
   return jax.make_mesh((jax.device_count(),), ('data',),
                        axis_types=(jax.sharding.AxisType.Auto,))
 
 
 def _check_config(config: ml_collections.ConfigDict) -> None:
+  """ValueError (one line) for a config that cannot train."""
   phases.get(config.phase)
+  positive = {'batch_size': config.batch_size, 'num_train_steps': config.num_train_steps,
+              'learning_rate': config.learning_rate, 'log_every': config.log_every,
+              'eval_every': config.eval_every, 'checkpoint_every': config.checkpoint_every,
+              'keep_checkpoints': config.keep_checkpoints, 'data.lr_size': config.data.lr_size}
+  if config.get('sr_learning_rate') is not None:
+    positive['sr_learning_rate'] = config.sr_learning_rate
+  for name, value in positive.items():
+    if not value > 0:
+      raise ValueError(f'config.{name}={value} must be positive')
+  if not 0 <= config.min_learning_rate:
+    raise ValueError(f'config.min_learning_rate={config.min_learning_rate} must not be negative')
   n = jax.device_count()
   if config.batch_size % n:
     raise ValueError(f'config.batch_size={config.batch_size} is not a multiple of the '
@@ -122,19 +164,111 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.data.lr_size={config.data.lr_size} must be a multiple of 8')
 
 
+@contextlib.contextmanager
+def workdir_lock(workdir: pathlib.Path) -> Iterator[None]:
+  """Hold ``WORKDIR/.lock`` (pid, host, start time) while a run trains there.
+
+  A second run in the same workdir is refused with a TrainingError; a lock
+  left by a process of this host that is gone is taken over. In a multi-host
+  run, process 0 holds it for all.
+  """
+  if jax.process_index() > 0:
+    yield
+    return
+  path = workdir / LOCK
+  me = {'pid': os.getpid(), 'host': socket.gethostname(),
+        'started': time.strftime('%Y-%m-%d %H:%M:%S')}
+  while True:
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      holder = _read_lock(path)
+      if holder is not None and (holder.get('host') != me['host'] or _alive(holder.get('pid'))):
+        raise TrainingError(
+            f"{workdir} is in use by another run (pid {holder.get('pid')} on "
+            f"{holder.get('host')}, since {holder.get('started')}); if that run is gone, "
+            f'delete {path}') from None
+      logging.warning('%s: taking over the lock of a run that is gone (%s)', workdir, holder)
+      path.unlink(missing_ok=True)
+    else:
+      with os.fdopen(fd, 'w') as f:
+        json.dump(me, f)
+      break
+  try:
+    yield
+  finally:
+    path.unlink(missing_ok=True)
+
+
+def _read_lock(path: pathlib.Path) -> dict | None:
+  """The lock's holder, or None if it is unreadable (a run that died while writing it)."""
+  try:
+    holder = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+  return holder if isinstance(holder, dict) else None
+
+
+def _alive(pid) -> bool:
+  try:
+    os.kill(int(pid), 0)
+  except (ProcessLookupError, ValueError, TypeError):
+    return False
+  except PermissionError:  # someone else's process
+    return True
+  return True
+
+
+def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
+            config: ml_collections.ConfigDict, workdir: pathlib.Path) -> phases.TrainState:
+  """The state of the latest checkpoint, if it continues the run that ``config`` describes."""
+  step = manager.latest_step()
+  where = workdir / 'checkpoints' / str(step)
+  try:
+    saved = manager.restore(step, args=checkpoints.restore_args(model_config=True, train=True))
+  except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
+    raise TrainingError(f'{where}: cannot read the checkpoint ({_first_line(e)})') from e
+  for key in ('phase', 'seed', 'batch_size'):
+    if saved.train[key] != config[key]:
+      raise TrainingError(
+          f'{workdir} holds a run with {key}={saved.train[key]!r}, the config says '
+          f'{config[key]!r}: resuming would not continue that run; use another --workdir')
+  checkpoints.check_fits(config_lib.model_config(**saved.model_config), config.model, where)
+  try:
+    restored = manager.restore(step, args=checkpoints.restore_args(
+        params=abstract.params, opt_state=abstract.opt_state))
+  except Exception as e:  # noqa: BLE001
+    raise TrainingError(f'{where}: cannot read the checkpoint ({_first_line(e)})') from e
+  logging.info('Resuming from step %d', step)
+  return phases.TrainState(step=jnp.asarray(saved.train['step'], jnp.int32),
+                           params=restored.params, opt_state=restored.opt_state)
+
+
+def _first_line(e: BaseException) -> str:
+  text = str(e).strip()
+  return f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                        batches: Callable[[int], Iterator[dict]] | None = None) -> Result:
   """Train one phase into `workdir`, resuming from its latest checkpoint if there is one.
 
   ``batches(start)``: host-local batches from element `start` on (dicts of
   NumPy 'blur_lr', 'sharp_lr', 'sharp_hr'); by default the tf.data pipeline
-  over ``jdsr.data.sources.train_source(config)``.
+  over ``jdsr.data.sources.train_source(config)``. While it runs, the run holds
+  ``workdir/.lock`` (``workdir_lock``).
   """
-  from jdsr.data import pipeline
-
   _check_config(config)
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
+  with workdir_lock(workdir):
+    return _train(config, workdir, batches)
+
+
+def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+           batches: Callable[[int], Iterator[dict]] | None) -> Result:
+  from jdsr.data import pipeline
+
   phase = phases.get(config.phase)
   mesh = _mesh()
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
@@ -164,17 +298,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   if resuming:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                             jax.eval_shape(init, params))
-    restored = manager.restore(manager.latest_step(), args=checkpoints.restore_args(
-        params=abstract.params, opt_state=abstract.opt_state, train=True))
-    saved = restored.train
-    for key in ('phase', 'seed', 'batch_size'):
-      if saved[key] != config[key]:
-        raise TrainingError(
-            f'{workdir} holds a run with {key}={saved[key]!r}, the config says {config[key]!r}: '
-            'resuming would not continue that run; use another --workdir')
-    state = phases.TrainState(step=jnp.asarray(saved['step'], jnp.int32),
-                              params=restored.params, opt_state=restored.opt_state)
-    logging.info('Resuming from step %d', saved['step'])
+    state = _resume(manager, abstract, config, workdir)
   else:
     state = init(params)
   start = int(state.step)
@@ -195,24 +319,38 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   schedules = {group: phases.learning_rates(config)[group] for group in phase.trained}
   train_metrics, scalars, step = None, {}, start
 
+  probe = val_items[0]['blur_lr'][None] if val_items else None  # else: a training crop, below
+
+  def stop(problem: str) -> TrainingError:
+    last = manager.latest_step()
+    return TrainingError(
+        f'{problem}: stopped. The last good checkpoint is '
+        f'{workdir / "checkpoints" / str(last) if last else "none"}. Lower the learning rate or '
+        'check the data.')
+
   def save(step: int) -> None:
+    """A checkpoint of ``state``, unless the model's output has become NaN or inf."""
+    out = np.asarray(predict(state.params, probe))
+    if not np.isfinite(out).all():
+      raise stop(f'at step {step} the model outputs NaN or inf (the parameters have diverged); '
+                 'not saved')
     manager.save(step, args=checkpoints.save_args(
         state.params, model_config, opt_state=state.opt_state, train=train_info(step)))
 
   try:
     for step in range(start + 1, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        batch = next(data)
+        batch = _next_batch(data)
+        if probe is None:
+          probe = batch['blur_lr'][:1]
         batch = {key: jax.make_array_from_process_local_data(sharded, batch[key])
                  for key in phase.batch_keys}
         state, out = step_fn(state, batch)
       loss = float(out['loss'])
-      if not np.isfinite(loss):
-        last = manager.latest_step()
-        raise TrainingError(
-            f'the loss is {loss} at step {step}: stopped. The parameters were not updated; the '
-            f'last good checkpoint is {workdir / "checkpoints" / str(last) if last else "none"}. '
-            'Lower the learning rate or check the data.')
+      if not bool(out['finite']):
+        raise stop(f'the loss is {loss} at step {step}, the parameters were not updated'
+                   if not np.isfinite(loss) else
+                   f'at step {step} the update would make parameters NaN or inf; not applied')
       update = TrainMetrics.single_from_model_output(loss=out['loss'])
       train_metrics = update if train_metrics is None else train_metrics.merge(update)
       report(step)
@@ -225,19 +363,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         train_metrics = None
       if val_items and (step % config.eval_every == 0 or last_step):
         with report.timed('validate'):
-          scalars, images = validate(predict, state.params, val_items, phase,
-                                     config.data.val_images)
+          try:
+            scalars, images = validate(predict, state.params, val_items, phase,
+                                       config.data.val_images)
+          except TrainingError as e:
+            raise stop(f'at step {step} {e}; not saved') from None
         writer.write_scalars(step, scalars)
         writer.write_images(step, images)
         best.save(step, args=checkpoints.save_args(state.params, model_config), metrics=scalars)
       if step % config.checkpoint_every == 0 or last_step:
         save(step)
   except KeyboardInterrupt:
-    if int(state.step) > (manager.latest_step() or 0):
+    if int(state.step) > (manager.latest_step() or 0) and probe is not None:
       logging.warning('Interrupted: saving step %d before stopping', int(state.step))
       save(int(state.step))
     raise
   finally:
+    data = None  # tear the input pipeline down now: at interpreter exit, tf.data can deadlock
     manager.wait_until_finished()
     best.wait_until_finished()
     manager.close()

@@ -164,7 +164,7 @@ def test_too_small_is_an_error():
     next(iter(pipeline.train_batches(_synthetic(), batch_size=1, seed=0, lr_size=LR_H + 1,
                                      scale=SCALE)))
   bad = dict(example, sharp_hr=example['sharp_hr'][:-4])
-  with pytest.raises(tf.errors.InvalidArgumentError, match='4× the LR size'):
+  with pytest.raises(tf.errors.InvalidArgumentError, match='sharp_hr is not 4x the LR size'):
     pipeline.crop_and_augment(bad, tf.constant([0, 0]), lr_size=CROP, scale=SCALE)
 
 

@@ -82,13 +82,21 @@ def crop_and_augment(example: dict, seed: tf.Tensor, lr_size: int = 64, scale: i
   _check_static('sharp_hr', images['sharp_hr'].shape, hr_size)
 
   lr_shape = tf.shape(images['blur_lr'])[:2]
+  name = example.get('id', tf.constant('an example'))
+
+  def check(condition, problem: str) -> tf.Operation:
+    # The message names the example: a training run's data error says which file it is.
+    # (ASCII only: TF shows other characters of an eager assertion as escaped bytes.)
+    message = tf.strings.format('{}: ' + problem, [name, lr_shape], summarize=-1)
+    return tf.debugging.Assert(tf.reduce_all(condition), [message])
+
   checks = [
-      tf.debugging.assert_greater_equal(lr_shape, lr_size,
-                                        message=f'LR image smaller than the {lr_size}×{lr_size} crop'),
-      tf.debugging.assert_equal(tf.shape(images['sharp_lr'])[:2], lr_shape,
-                                message='sharp_lr and blur_lr differ in size'),
-      tf.debugging.assert_equal(tf.shape(images['sharp_hr'])[:2], lr_shape * scale,
-                                message=f'sharp_hr is not {scale}× the LR size'),
+      check(lr_shape >= lr_size, f'the LR image (H W {{}}) is smaller than the {lr_size}x{lr_size} '
+            'crop (config.data.lr_size)'),
+      check(tf.shape(images['sharp_lr'])[:2] == lr_shape,
+            'sharp_lr and blur_lr (H W {}) differ in size'),
+      check(tf.shape(images['sharp_hr'])[:2] == lr_shape * scale,
+            f'sharp_hr is not {scale}x the LR size (H W {{}})'),
   ]
   with tf.control_dependencies(checks):
     h_seed, w_seed, k_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
