@@ -1,17 +1,33 @@
 """jdsr: joint motion deblurring and ×4 super-resolution (Shoyan, 2021) in JAX/Flax NNX.
 
-    model = jdsr.load('models/demo')              # any checkpoint: .pth, jdsr, training workdir
+    model = jdsr.load(jdsr.DEMO_MODEL)            # any checkpoint: .pth, jdsr, training workdir
     stage_images, sr = jdsr.apply(model, x)       # jit-compiled model(x)
     jdsr.save(model, 'exported.pth')              # official format (or a jdsr checkpoint dir)
+
+The names below are imported on first use, so that ``import jdsr.config`` (what
+the command lines need to parse their flags) does not load JAX.
 """
 
-from jdsr.checkpoints import CheckpointError, load, save
-from jdsr.config import model_config, tiny_model_config
-from jdsr.inference import apply
-from jdsr.layers import TLSC
-from jdsr.model import JDSR, build_model
+import importlib
+import pathlib
 
-__all__ = [
-    'CheckpointError', 'JDSR', 'TLSC', 'apply', 'build_model', 'load', 'model_config', 'save',
-    'tiny_model_config',
-]
+# The demo model that ships inside the package (a jdsr checkpoint; MODEL_CARD.md beside it).
+DEMO_MODEL = pathlib.Path(__file__).parent / 'models' / 'demo'
+
+_EXPORTS = {
+    'CheckpointError': 'jdsr.checkpoints', 'load': 'jdsr.checkpoints', 'save': 'jdsr.checkpoints',
+    'model_config': 'jdsr.config', 'tiny_model_config': 'jdsr.config',
+    'apply': 'jdsr.inference', 'TLSC': 'jdsr.layers', 'JDSR': 'jdsr.model',
+    'build_model': 'jdsr.model',
+}
+__all__ = sorted([*_EXPORTS, 'DEMO_MODEL'])
+
+
+def __getattr__(name: str):
+  if name in _EXPORTS:
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+  raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(_EXPORTS))

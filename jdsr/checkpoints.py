@@ -23,7 +23,9 @@ import logging
 import os
 import pathlib
 
+import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -111,7 +113,7 @@ def _first_line(e: BaseException) -> str:
   return f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
 
 
-def _check_fits(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
+def check_fits(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                 where: pathlib.Path) -> None:
   """CheckpointError unless ``config`` describes the architecture the checkpoint was saved for."""
   keys = (set(saved) | set(config)) - set(config_lib.COMPUTE_FIELDS)
@@ -146,13 +148,18 @@ def load(path: str | os.PathLike, config: ml_collections.ConfigDict | None = Non
       if config is None:
         config = saved
       else:
-        _check_fits(saved, config, directory)
+        check_fits(saved, config, directory)
       model = abstract_model(config)
       restored = ckptr.restore(directory, restore_args(params=nnx.state(model, nnx.Param)))
   except CheckpointError:
     raise
   except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
     raise CheckpointError(f'{directory}: cannot read the checkpoint ({_first_line(e)})') from e
+  broken = [jax.tree_util.keystr(path) for path, leaf in
+            jax.tree_util.tree_leaves_with_path(restored.params) if not np.isfinite(leaf).all()]
+  if broken:
+    raise CheckpointError(f'{directory}: {len(broken)} parameters hold NaN or inf values '
+                          f'({", ".join(broken[:3])}): refusing to load broken weights')
   nnx.update(model, restored.params)
   return model
 

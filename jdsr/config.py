@@ -1,6 +1,9 @@
-"""Model configuration: the sizes of the network, as an ml_collections ConfigDict."""
+"""Model configuration (the sizes of the network), and reading configs from the command line."""
 
 from __future__ import annotations
+
+import os
+import sys
 
 import ml_collections
 
@@ -38,3 +41,41 @@ def tiny_model_config() -> ml_collections.ConfigDict:
   return model_config(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_unet_cab=2,
                       num_cab=2, sr_feat=8, n_resgroups=2, n_resblocks=2,
                       mscam_reduction=4)
+
+
+# -- command lines ------------------------------------------------------------------
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with any error in one line: ``app.run(main, flags_parser=parse_flags)``.
+
+  A config file that cannot be loaded (a syntax error, ``get_config`` raising)
+  is reported by absl as a traceback; here it is one line.
+  """
+  from absl import flags
+  try:
+    return flags.FLAGS(argv)
+  except Exception as e:  # noqa: BLE001 - flags.Error, or whatever loading a config file raised
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    message = lines[-1] if lines else type(e).__name__
+    if not isinstance(e, flags.Error):
+      message = f'cannot load the config file ({type(e).__name__}: {message})'
+    sys.exit(f'{os.path.basename(argv[0])}: error: {message}')
+
+
+def from_flag(holder) -> ml_collections.ConfigDict | None:
+  """The config of a ``config_flags`` flag; a file that cannot be loaded is one ValueError line.
+
+  (``config_flags`` hands out a stand-in that raises on first use when the file
+  could not be loaded: a missing file, a syntax error, a failing ``get_config``
+  would otherwise surface as a traceback wherever the config is first read.)
+  """
+  try:
+    config = holder.value
+    if config is not None:
+      config.get('model')  # the stand-in raises here
+    return config
+  except Exception as e:  # noqa: BLE001 - whatever loading the file raised
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    raise ValueError(f'--{holder.name}: cannot load the config file ({type(e).__name__}: '
+                     f'{lines[-1] if lines else ""})') from e

@@ -184,7 +184,9 @@ def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
         f'{path}: refused to load: the file holds more than tensors and plain containers '
         f'(only weights_only=True loading is allowed, as it cannot run code): {first}') from e
   except Exception as e:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-    raise CheckpointError(f'{path}: not a readable PyTorch checkpoint: {e}') from e
+    text = str(e).strip().splitlines()
+    raise CheckpointError(f'{path}: not a readable PyTorch checkpoint '
+                          f'({type(e).__name__}{": " + text[0] if text else ""})') from e
   state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
   if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
     raise CheckpointError(f'{path}: expected a state dict of tensors (or a dict with a '
@@ -195,6 +197,11 @@ def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
     if key in out:
       raise CheckpointError(f"{path}: key {key!r} appears both with and without 'module.'")
     out[key] = value.detach().to(torch.float32).numpy()
+  broken = [key for key, value in out.items() if not np.isfinite(value).all()]
+  if broken:
+    raise CheckpointError(f'{path}: {len(broken)} tensors hold NaN or inf values '
+                          f'({", ".join(broken[:3])}{", ..." if len(broken) > 3 else ""}): '
+                          'refusing to load broken weights')
   return out
 
 
@@ -214,13 +221,13 @@ def state_dict_to_params(state_dict: dict[str, np.ndarray], cfg: ml_collections.
                for k, v in state_dict.items()
                if k in expected and tuple(v.shape) != expected[k].shape]
   if missing or unexpected or misshaped:
-    lines = [f'{source} does not fit the model config:']
+    lines = [f'{source} does not fit the model config (pass the config it was made for)']
     for title, items in (('missing', missing), ('unexpected', unexpected),
                          ('wrong shape', misshaped)):
       if items:
         shown = ', '.join(items[:20]) + (f', ... ({len(items)} in all)' if len(items) > 20 else '')
-        lines.append(f'  {title} keys ({len(items)}): {shown}')
-    raise CheckpointError('\n'.join(lines))
+        lines.append(f'{title} keys ({len(items)}): {shown}')
+    raise CheckpointError('; '.join(lines))
 
   prelu = {e.key: float(state_dict[e.key][0]) for e in layout if e.is_prelu}
   values = set(prelu.values())
