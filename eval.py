@@ -1,6 +1,6 @@
 """Evaluate the network on REDS, or restore a folder of images.
 
-    python eval.py        # the bundled demo: models/demo restores samples/ (configs/eval_demo.py)
+    python eval.py        # the demo: jdsr/models/demo restores samples/ (configs/eval_demo.py)
     python eval.py --config configs/eval_reds_val300.py \
         --checkpoint official.pth --reds_root /data/REDS --output_dir out/val300
     python eval.py --config configs/eval_default.py --checkpoint runs/phase3 \
@@ -55,7 +55,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax logs a dozen INFO lines per checkpoint read
-  config = _CONFIG.value
+  from jdsr import config as config_lib  # after flag parsing: --help stays fast
+  try:
+    config = config_lib.from_flag(_CONFIG)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
   for name in _SHORTHANDS:
     if FLAGS[name].value is not None:
       config[name] = FLAGS[name].value
@@ -82,10 +86,13 @@ def main(argv):
   if config.limit:
     items = items[:config.limit]
 
-  summary = evaluate.evaluate(
-      model, items, config.output_dir, restore.Options.from_config(config),
-      protocol=config.protocol, save_images=config.save_images, save_figures=config.save_figures,
-      reference_outputs=config.reference_outputs or None)
+  try:
+    summary = evaluate.evaluate(
+        model, items, config.output_dir, restore.Options.from_config(config),
+        protocol=config.protocol, save_images=config.save_images,
+        save_figures=config.save_figures, reference_outputs=config.reference_outputs or None)
+  except OSError as e:  # the output folder: a file, read-only, a full disk
+    sys.exit(f'error: {e}')
   print(evaluate.table(summary))
   out = os.path.abspath(config.output_dir)
   print(f'Restored images: {os.path.join(out, "images")}\n'
@@ -96,4 +103,5 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  from jdsr import config as config_lib
+  app.run(main, flags_parser=config_lib.parse_flags)

@@ -18,6 +18,7 @@ still done. Every file is written atomically by ``jdsr.files.atomic_write``.
 
 from __future__ import annotations
 
+import collections
 import csv
 import dataclasses
 import io
@@ -42,10 +43,14 @@ FIELDS = ('name', 'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'seconds')
 
 @dataclasses.dataclass(frozen=True)
 class Item:
-  """One image to restore: its name, input path, and ground-truth path if any."""
+  """One image to restore: its name (of its outputs), input path, and ground-truth path if any.
+
+  ``skip``: why the file is not restored (an unsupported type), reported in one line.
+  """
   name: str
   input: pathlib.Path
   target: pathlib.Path | None = None
+  skip: str | None = None
 
 
 def reds_items(root: str | os.PathLike, subset: str = 'val300') -> list[Item]:
@@ -58,14 +63,31 @@ def reds_items(root: str | os.PathLike, subset: str = 'val300') -> list[Item]:
 
 def folder_items(input_dir: str | os.PathLike,
                  target_dir: str | os.PathLike | None = None) -> list[Item]:
-  """Every image of a folder; ground truths matched by file name (stem) when given."""
-  inputs = imageio.list_images(input_dir)
-  if not inputs:
-    raise imageio.ImageError(f'{input_dir}: no images (png, jpg, tif, bmp, webp) in this folder')
+  """Every file of a folder; ground truths matched by file name (stem) when given.
+
+  Files that are not images of a type jdsr reads come as items with ``skip``
+  set. Outputs are named by the input's stem, or by its whole file name where
+  two inputs share a stem (a.png, a.jpg), so no result overwrites another. A
+  folder without any image is an ImageError.
+  """
+  folder = pathlib.Path(input_dir)
+  if not folder.is_dir():
+    raise imageio.ImageError(folder, 'no such folder')
+  found = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith('.')),
+                 key=lambda p: p.name)
+  images = [p for p in found if p.suffix.lower() in imageio.IMAGE_SUFFIXES]
+  others = [p for p in found if p not in images]
+  if not images:
+    listed = f'; found {", ".join(p.name for p in others[:5])}' if others else ''
+    raise imageio.ImageError(folder, f'no images ({", ".join(imageio.IMAGE_SUFFIXES)}) in '
+                                     f'this folder{listed}')
+  stems = collections.Counter(p.stem for p in images)
   targets = {}
   if target_dir:
     targets = {p.stem: p for p in imageio.list_images(target_dir)}
-  return [Item(p.stem, p, targets.get(p.stem)) for p in inputs]
+  items = [Item(p.stem if stems[p.stem] == 1 else p.name, p, targets.get(p.stem)) for p in images]
+  unsupported = f'not an image type jdsr reads ({", ".join(imageio.IMAGE_SUFFIXES)})'
+  return items + [Item(p.name, p, skip=unsupported) for p in others]
 
 
 def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
@@ -82,18 +104,29 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
   if protocol not in ('full', 'seed'):
     raise ValueError(f"protocol must be 'full' or 'seed', got {protocol!r}")
   out = pathlib.Path(output_dir)
-  out.mkdir(parents=True, exist_ok=True)
-  protected = {p.resolve() for item in items for p in (item.input, item.target) if p}
+  if out.exists() and not out.is_dir():
+    raise NotADirectoryError(f'{out}: the output folder is a file')
+  # An input is its path and, if it is a link, the file the link points to.
+  protected = {q for item in items for p in (item.input, item.target) if p
+               for q in (_where(p), p.resolve())}
   fields = FIELDS + (('reference_psnr',) if reference_outputs else ())
   rows, failed = [], []
+  skipped = [item for item in items if item.skip]
+  for item in skipped:
+    tqdm.write(f'skipped: {item.input}: {item.skip}', file=sys.stderr)
+  items = [item for item in items if not item.skip]
+  files.atomic_write(out / 'results.csv', _csv(rows, fields))  # an unwritable folder fails here
   bar = tqdm(items, desc='restoring', unit='image', disable=not progress, file=sys.stderr)
   for item in bar:
     try:
       row = _one(model, item, out, protected, options, protocol=protocol,
                  save_images=save_images, save_figures=save_figures,
                  reference_outputs=reference_outputs)
-    except (imageio.ImageError, reds.REDSError, ValueError, OSError) as e:
+    except (imageio.ImageError, reds.REDSError, ValueError, OSError, MemoryError) as e:
       message = str(e).splitlines()[0] if str(e) else type(e).__name__
+      if isinstance(e, MemoryError):
+        message = (f'out of memory ({message}): lower --config.max_output_megapixels '
+                   'or set --tile')
       if item.input.name not in message:
         message = f'{item.input}: {message}'
       tqdm.write(f'error: {message}', file=sys.stderr)
@@ -104,9 +137,8 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
     files.atomic_write(out / 'results.csv', _csv(rows, fields))
     if row['psnr'] is not None:
       bar.set_postfix(psnr=f"{np.mean([r['psnr'] for r in rows if r['psnr'] is not None]):.2f}")
-  if not rows:
-    files.atomic_write(out / 'results.csv', _csv(rows, fields))
   summary = _summary(rows, failed, options, protocol, len(items))
+  summary['skipped'] = [{'name': item.input.name, 'reason': item.skip} for item in skipped]
   files.atomic_write(out / 'summary.json', json.dumps(summary, indent=2, default=str) + '\n')
   return summary
 
@@ -170,9 +202,15 @@ def _reference_psnr(sr: np.ndarray, folder: str, name: str) -> float:
 
 
 def _write(path: pathlib.Path, protected: set, write) -> None:
-  if path.resolve() in protected:
+  # The writers replace a link rather than write through it, so what counts is the path itself.
+  if _where(path) in protected:
     raise ValueError(f'{path}: refusing to write over an input image; choose another output dir')
   write(path)
+
+
+def _where(path: pathlib.Path) -> pathlib.Path:
+  """``path`` with its folders resolved, not its last component (which may be a link)."""
+  return path.parent.resolve() / path.name
 
 
 def _label(what: str, psnr: float | None) -> str:
@@ -216,7 +254,8 @@ def table(summary: dict) -> str:
       lines.append(f'{label:10s} {mean[p]:10.3f} {mean[s]:8.4f}')
   if mean.get('reference_psnr') is not None:
     lines.append(f"ours vs the official outputs: {mean['reference_psnr']:.2f} dB PSNR")
+  skipped = f", {len(summary['skipped'])} other files skipped" if summary.get('skipped') else ''
   lines.append(f"{summary['restored']} of {summary['images']} images restored, "
-               f"{summary['scored']} scored, {len(summary['failed'])} failed; "
+               f"{summary['scored']} scored, {len(summary['failed'])} failed{skipped}; "
                f"{mean.get('seconds') or 0:.2f} s per image")
   return '\n'.join(lines)

@@ -32,6 +32,7 @@ that difference small, and TLSC (the paper's Model-3) removes it.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import ml_collections
 import numpy as np
@@ -43,6 +44,7 @@ SCALE = 4
 BUCKET = 32
 DEFAULT_TILE = 256
 DEFAULT_OVERLAP = 32
+DEFAULT_MAX_OUTPUT_MEGAPIXELS = 256.0  # a 4000×4000 input
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,19 +55,23 @@ class Options:
   global pooling. ``ensemble``: average the ×8 self-ensemble. ``tile``: the
   input tile size (a multiple of 8), None for automatic (tiles of
   ``DEFAULT_TILE`` for larger images), 0 for never. ``overlap``: input
-  pixels shared by neighbouring tiles.
+  pixels shared by neighbouring tiles (0: tiles are averaged, not blended).
+  ``max_output_megapixels``: a larger output is refused up front (it would
+  not fit in memory: 12 bytes per output pixel, and more while blending).
   """
   tlsc: layers.TLSC | None = layers.TLSC()
   ensemble: bool = False
   tile: int | None = None
   overlap: int = DEFAULT_OVERLAP
+  max_output_megapixels: float = DEFAULT_MAX_OUTPUT_MEGAPIXELS
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> Options:
     """From an eval config's ``tlsc``, ``tlsc_base_size``, ``tlsc_train_size``, ``ensemble``, ``tile``."""
     tlsc = (layers.TLSC(base_size=(config.tlsc_base_size,) * 2,
                         train_size=(config.tlsc_train_size,) * 2) if config.tlsc else None)
-    return cls(tlsc=tlsc, ensemble=config.ensemble, tile=config.tile)
+    return cls(tlsc=tlsc, ensemble=config.ensemble, tile=config.tile,
+               max_output_megapixels=config.max_output_megapixels)
 
 
 def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.ndarray:
@@ -79,11 +85,18 @@ def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.
   if not np.issubdtype(image.dtype, np.floating):
     raise ValueError(f'expected a float image in [0, 1], got dtype {image.dtype} '
                      '(divide uint8 images by 255, 16-bit ones by 65535)')
-  image = image.astype(np.float32)
+  image = _checked_values(image.astype(np.float32))
   channels = image.shape[-1]
   rgb = np.repeat(image, 3, axis=-1) if channels == 1 else image[..., :3]
   h, w = rgb.shape[:2]
+  megapixels = SCALE * SCALE * h * w / 1e6
+  if megapixels > options.max_output_megapixels:
+    raise ValueError(f'the output would be {SCALE * w}x{SCALE * h} ({megapixels:,.0f} megapixels), '
+                     f'more than the limit of {options.max_output_megapixels:,.0f}; raise it '
+                     '(--config.max_output_megapixels) if you have the memory')
   tile, overlap = options.tile, options.overlap
+  if overlap < 0:
+    raise ValueError(f'overlap must be 0 or more, got {overlap}')
   if tile is None:
     tile = DEFAULT_TILE if max(h, w) > DEFAULT_TILE else 0
   if tile and (tile % 8 or tile <= overlap):
@@ -92,6 +105,9 @@ def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.
     out = _tiled(model, rgb, options, tile)
   else:
     out = _whole(model, rgb, options)
+  if not np.isfinite(out).all():
+    raise ValueError("the model's output is NaN or inf: its weights are broken (a diverged "
+                     'training run?)')
   out = np.clip(out, 0.0, 1.0)
 
   if channels == 1:
@@ -100,6 +116,19 @@ def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.
   if channels == 4:
     return np.concatenate([out, pixels.upscale(image[..., 3], SCALE)[..., None]], axis=-1)
   return out
+
+
+def _checked_values(image: np.ndarray) -> np.ndarray:
+  """Warn about pixels that are not in [0, 1]: NaN or inf (replaced), or 8/16-bit values as floats."""
+  if not np.isfinite(image).all():
+    warnings.warn(f'the image has {np.size(image) - np.isfinite(image).sum():,} NaN or inf '
+                  'values: restoring with NaN as 0 and inf as 0 or 1', stacklevel=3)
+    image = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
+  if image.max() > 1.01 or image.min() < -0.01:
+    warnings.warn(f'the image has values in [{image.min():g}, {image.max():g}], expected [0, 1] '
+                  '(divide 8-bit images by 255, 16-bit ones by 65535: see jdsr.pixels.to_float)',
+                  stacklevel=3)
+  return image
 
 
 def _whole(model: JDSR, rgb: np.ndarray, options: Options, bucket: int = BUCKET) -> np.ndarray:
@@ -125,6 +154,8 @@ def _starts(size: int, tile: int, overlap: int) -> list[int]:
 def _ramp(length: int, fade: int, start: bool, end: bool) -> np.ndarray:
   """1-D blending weight: rising over ``fade`` pixels at inner edges, 1 elsewhere."""
   ramp = np.ones(length, np.float32)
+  if not fade:
+    return ramp
   steps = (np.arange(fade, dtype=np.float32) + 0.5) / fade
   if start:
     ramp[:fade] = steps
