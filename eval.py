@@ -45,6 +45,9 @@ flags.DEFINE_string('reference_outputs', None,
                     "Folder of the official test script's outputs: report the PSNR between "
                     'them and ours, image by image.')
 flags.DEFINE_integer('limit', None, 'Only the first N images (0: all).')
+flags.DEFINE_bool('compilation_cache', True,
+                  'Keep compiled programs in a persistent cache (~/.cache/jdsr/jax, or '
+                  '$JAX_COMPILATION_CACHE_DIR), so that the next run does not compile again.')
 FLAGS = flags.FLAGS
 _SHORTHANDS = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'target_dir', 'tlsc',
                'ensemble', 'tile', 'output_dir', 'save_images', 'save_figures',
@@ -70,6 +73,7 @@ def main(argv):
 
   from jdsr import checkpoints, evaluate, restore  # after flag parsing: --help stays fast
 
+  config_lib.use_compilation_cache(FLAGS.compilation_cache)
   if not config.checkpoint:
     sys.exit('error: no checkpoint: pass --checkpoint (an official .pth, a jdsr checkpoint '
              'directory or a training workdir)')

@@ -33,6 +33,9 @@ flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard logs go.
 flags.DEFINE_bool('distributed', False,
                   'Call jax.distributed.initialize() first (one process per host; the '
                   'coordinator is found from the environment, e.g. SLURM or TPU pods).')
+flags.DEFINE_bool('compilation_cache', True,
+                  'Keep compiled programs in a persistent cache (~/.cache/jdsr/jax, or '
+                  '$JAX_COMPILATION_CACHE_DIR): a rerun or a resumed run does not compile again.')
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -48,13 +51,13 @@ def main(argv: list[str]) -> int:
   if FLAGS.distributed:
     jax.distributed.initialize()
   # Imported after jax.distributed.initialize, which must come before any computation.
-  from jdsr import train_lib
+  from jdsr import config as config_lib, train_lib
 
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_quiet_orbax)
   logging.info('JAX %s: process %d of %d, %d devices (%s)', jax.__version__, jax.process_index(),
                jax.process_count(), jax.device_count(), jax.devices()[0].platform)
-  from jdsr import config as config_lib
+  config_lib.use_compilation_cache(FLAGS.compilation_cache)
   try:
     result = train_lib.train_and_evaluate(config_lib.from_flag(_CONFIG), FLAGS.workdir)
   except (train_lib.TrainingError, ValueError, OSError) as e:  # one line, not a traceback

@@ -79,3 +79,23 @@ def from_flag(holder) -> ml_collections.ConfigDict | None:
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     raise ValueError(f'--{holder.name}: cannot load the config file ({type(e).__name__}: '
                      f'{lines[-1] if lines else ""})') from e
+
+
+def use_compilation_cache(enabled: bool = True) -> str | None:
+  """Turn on JAX's persistent compilation cache (the flag ``--compilation_cache``), or off.
+
+  Programs compiled once are then read back on later runs instead of being
+  compiled again. The cache goes to ``$XDG_CACHE_HOME/jdsr/jax`` (by default
+  ``~/.cache/jdsr/jax``) unless ``JAX_COMPILATION_CACHE_DIR`` names another
+  folder. Returns the folder, or None when off.
+  """
+  import jax
+  if not enabled:
+    jax.config.update('jax_enable_compilation_cache', False)
+    return None
+  directory = jax.config.jax_compilation_cache_dir
+  if not directory:
+    cache = os.environ.get('XDG_CACHE_HOME') or os.path.join(os.path.expanduser('~'), '.cache')
+    directory = os.path.join(cache, 'jdsr', 'jax')
+    jax.config.update('jax_compilation_cache_dir', directory)
+  return directory

@@ -100,3 +100,18 @@ def test_refuses_to_write_over_inputs(tiny_checkpoint, tmp_path):
                 '--save_figures=false')
   assert result.returncode == 1 and 'over an input' in result.stderr
   assert (images / 'x.png').read_bytes() == before
+
+
+def test_compiled_programs_are_cached_across_runs_unless_turned_off(tiny_checkpoint, tmp_path):
+  inputs = tmp_path / 'in'
+  imageio.write_image(inputs / 'a.png', np.random.default_rng(0).random((16, 16, 3)))
+  env = {k: v for k, v in __import__('os').environ.items() if not k.startswith('JAX_')}
+  env.update(XDG_CACHE_HOME=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
+  args = [sys.executable, 'eval.py', '--config', 'configs/eval_default.py', '--checkpoint',
+          tiny_checkpoint, '--input_dir', inputs, '--save_figures=false']
+  for flag in ('--nocompilation_cache', '--compilation_cache'):
+    result = subprocess.run([*map(str, args), '--output_dir', str(tmp_path / flag), flag],
+                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    cached = list((tmp_path / 'cache' / 'jdsr' / 'jax').glob('*'))
+    assert bool(cached) == (flag == '--compilation_cache'), (flag, cached)
