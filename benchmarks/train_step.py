@@ -5,7 +5,7 @@ the process's peak RSS, with the machine named. The step is train.py's own:
 jdsr.train_lib's jit-compiled step with the phase-3 optimizer (Adam for both
 groups), on random data of the training shapes.
 
-    python benchmarks/train_step.py [--phase joint] [--batch 3] [--lr_size 64] [--steps 5] [--no-remat]
+    python benchmarks/train_step.py [--phase joint] [--batch 3] [--lr_size 64] [--steps 5] [--remat off]
 
 Compare with the same step in PyTorch: python benchmarks/pytorch_baseline.py --train
 """
@@ -37,8 +37,8 @@ def main() -> None:
   parser.add_argument('--batch', type=int, default=3)
   parser.add_argument('--lr_size', type=int, default=64)
   parser.add_argument('--steps', type=int, default=5)
-  parser.add_argument('--remat', action=argparse.BooleanOptionalAction, default=None,
-                      help='rematerialise the scanned blocks (default: as the config, on)')
+  parser.add_argument('--remat', choices=['auto', 'on', 'off'], default=None,
+                      help="rematerialise the scanned blocks (default: the config's, 'auto')")
   parser.add_argument('--conv_impl', default='auto', choices=['auto', 'winograd', 'xla'])
   args = parser.parse_args()
 
@@ -53,7 +53,8 @@ def main() -> None:
   phase = phases.get(args.phase)
   tx = phases.make_optimizer(config)
   state = phases.init_state(params, phase, tx)
-  step = jax.jit(phases.make_train_step(graphdef, phase, tx, config.remat), donate_argnums=0)
+  remat = phases.use_remat(config.remat)
+  step = jax.jit(phases.make_train_step(graphdef, phase, tx, remat), donate_argnums=0)
   rng = np.random.default_rng(0)
   n, s = args.batch, args.lr_size
   batch = {'blur_lr': rng.random((n, s, s, 3), np.float32),
@@ -71,7 +72,7 @@ def main() -> None:
     out['loss'].block_until_ready()
     times.append(time.perf_counter() - t)
   print(f'machine: {machine()}')
-  print(f'train step, phase {args.phase}, batch {n}, {s}x{s} LR, remat {config.remat}, '
+  print(f'train step, phase {args.phase}, batch {n}, {s}x{s} LR, remat {remat}, '
         f'conv {args.conv_impl}')
   print(f'first step (trace + compile + run): {cold:.1f} s')
   print(f'step: median {statistics.median(times):.2f} s of {args.steps} '

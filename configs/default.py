@@ -27,7 +27,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.adam_b1 = 0.9
   config.adam_b2 = 0.999
   config.adam_eps = 1e-8
-  config.remat = True  # recompute each block's activations in the backward pass: less memory
+  config.remat = 'auto'  # 'on', 'off' or 'auto' (on CPUs and small GPUs): see jdsr.phases.use_remat
 
   config.log_every = 100
   config.eval_every = 2_000

@@ -142,6 +142,32 @@ def init_state(params: nnx.State, phase: Phase, tx: optax.GradientTransformation
   return TrainState(jnp.zeros((), jnp.int32), params, tx.init(split_params(params, phase)[0]))
 
 
+REMAT_MIN_FREE_GIB = 32  # 'auto': accelerators with less memory than this rematerialise
+
+
+def use_remat(setting: str | bool) -> bool:
+  """Whether to rematerialise the stacked blocks (``config.remat``: 'auto', 'on' or 'off').
+
+  Rematerialising keeps each block's input only and recomputes the rest in
+  the backward pass: about half the memory for about one more forward pass.
+  'auto' turns it on on CPUs, where it costs no time (the backward pass is
+  memory-bound there), and on accelerators with less than
+  ``REMAT_MIN_FREE_GIB`` GiB of memory; off on larger ones (an H100's 80 GB
+  holds the paper's batch without it).
+  """
+  if isinstance(setting, bool):
+    return setting
+  if setting not in ('auto', 'on', 'off'):
+    raise ValueError(f"config.remat must be 'auto', 'on' or 'off', got {setting!r}")
+  if setting != 'auto':
+    return setting == 'on'
+  device = jax.devices()[0]
+  if device.platform == 'cpu':
+    return True
+  limit = (device.memory_stats() or {}).get('bytes_limit', 0)
+  return limit < REMAT_MIN_FREE_GIB * 2**30
+
+
 def all_finite(tree) -> jax.Array:
   """Whether every element of every array in ``tree`` is finite (a scalar bool array)."""
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))

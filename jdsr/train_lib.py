@@ -118,7 +118,19 @@ class Result:
   workdir: pathlib.Path
 
 
-def _next_batch(data: Iterator[dict]) -> dict:
+def _on_device(batches: Iterator[dict], sharding: NamedSharding,
+               keys: tuple[str, ...]) -> Iterator[tuple[dict, dict]]:
+  """(device batch, host batch) pairs: ``keys`` of each host batch, sharded over the devices.
+
+  The loop asks for batch i + 1 right after dispatching step i, which JAX runs
+  asynchronously: the batch is read and copied to the devices while the step
+  computes.
+  """
+  for batch in batches:
+    yield {key: jax.make_array_from_process_local_data(sharding, batch[key]) for key in keys}, batch
+
+
+def _next_batch(data: Iterator) -> Any:
   """The next batch; a data error (an unreadable file, an image too small) as one TrainingError."""
   try:
     return next(data)
@@ -291,7 +303,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   tx = phases.make_optimizer(config)
   init = jax.jit(lambda p: phases.init_state(p, phase, tx), out_shardings=replicated)
-  step_fn = jax.jit(phases.make_train_step(graphdef, phase, tx, config.remat),
+  step_fn = jax.jit(phases.make_train_step(graphdef, phase, tx, phases.use_remat(config.remat)),
                     in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                     donate_argnums=0)
   predict = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x))
@@ -310,7 +322,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         source, batch_size=per_host, seed=config.seed, start=start,
         lr_size=config.data.lr_size, scale=config.model.scale,
         shard=(jax.process_index(), jax.process_count())))
-  data = batches(start * per_host)
+  data = _on_device(batches(start * per_host), sharded, phase.batch_keys)
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start == 0:
@@ -320,6 +332,15 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   train_metrics, scalars, step = None, {}, start
 
   probe = val_items[0]['blur_lr'][None] if val_items else None  # else: a training crop, below
+  pending = []  # (step, outputs) not yet read back from the device
+
+  def check(pending: list) -> None:
+    """Stop at the first step whose loss or update was not finite."""
+    for step, out in jax.device_get(pending):
+      if not out['finite']:
+        raise stop(f'the loss is {out["loss"]} at step {step}, the parameters were not updated'
+                   if not np.isfinite(out['loss']) else
+                   f'at step {step} the update would make parameters NaN or inf; not applied')
 
   def stop(problem: str) -> TrainingError:
     last = manager.latest_step()
@@ -340,21 +361,21 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   try:
     for step in range(start + 1, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        batch = _next_batch(data)
+        batch, host_batch = _next_batch(data)
         if probe is None:
-          probe = batch['blur_lr'][:1]
-        batch = {key: jax.make_array_from_process_local_data(sharded, batch[key])
-                 for key in phase.batch_keys}
+          probe = host_batch['blur_lr'][:1]
         state, out = step_fn(state, batch)
-      loss = float(out['loss'])
-      if not bool(out['finite']):
-        raise stop(f'the loss is {loss} at step {step}, the parameters were not updated'
-                   if not np.isfinite(loss) else
-                   f'at step {step} the update would make parameters NaN or inf; not applied')
+      # Nothing here waits for the device: the outcome is read at the next log, validation or
+      # checkpoint step (a non-finite step changed nothing, and nothing is saved after it).
+      pending.append((step, out))
       update = TrainMetrics.single_from_model_output(loss=out['loss'])
       train_metrics = update if train_metrics is None else train_metrics.merge(update)
       report(step)
       last_step = step == config.num_train_steps
+      if last_step or not (step % config.log_every and step % config.eval_every
+                           and step % config.checkpoint_every):
+        check(pending)
+        pending = []
       if step % config.log_every == 0 or last_step:
         logged = {f'train/{k}': v for k, v in train_metrics.compute().items()}
         logged.update({f'train/lr_{group}': float(schedule(step - 1))
@@ -374,6 +395,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       if step % config.checkpoint_every == 0 or last_step:
         save(step)
   except KeyboardInterrupt:
+    check(pending)
     if int(state.step) > (manager.latest_step() or 0) and probe is not None:
       logging.warning('Interrupted: saving step %d before stopping', int(state.step))
       save(int(state.step))

@@ -345,3 +345,23 @@ def test_restore_warns_about_values_outside_0_1_and_takes_overlap_0():
   assert out.shape == (256, 256, 3) and np.isfinite(out).all()
   with pytest.raises(ValueError, match='overlap must be 0 or more'):
     restore_lib.restore(model, image, restore_lib.Options(tile=24, overlap=-1))
+
+
+def test_a_nan_between_log_steps_is_caught_before_anything_is_saved(tmp_path):
+  """The loop reads the device back only at log, validation and checkpoint steps."""
+  config = _photos_config(log_every=4, checkpoint_every=2, eval_every=4)
+  config.data.val_count = 0
+
+  def batches(start):
+    rng = np.random.default_rng(start)
+    for step in range(start // config.batch_size, 100):
+      batch = {key: rng.random((2, 16 * s, 16 * s, 3), np.float32)
+               for key, s in (('blur_lr', 1), ('sharp_lr', 1), ('sharp_hr', 4))}
+      if step == 2:  # the third step
+        batch['blur_lr'][0, 0, 0, 0] = np.nan
+      yield batch
+
+  with pytest.raises(train_lib.TrainingError, match=r'loss is nan at step 3.*checkpoints/2'):
+    train_lib.train_and_evaluate(config, tmp_path, batches=batches)
+  from jdsr import checkpoints
+  assert checkpoints.steps(tmp_path / 'checkpoints') == [2]
