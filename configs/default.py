@@ -39,12 +39,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.lr_size = 64  # LR training crop (the HR crop is scale× it)
   config.data.reds_manual_dir = ''  # extracted zips
   config.data.reds_data_dir = ''  # prepared tfds
-  config.data.val_split = 'val300'
+  config.data.val_split = 'val300'  # REDS: 'val300' or 'val' (all 3,000 frames)
   config.data.photos_dir = ''  # sharp photos
   config.data.val_photos_dir = ''
   config.data.degradation = ml_collections.ConfigDict(  # for photos: jdsr.data.degrade
       {'kernel_size': 31, 'length': (5.0, 25.0), 'noise': 0.0})
-  config.data.val_count = 8  # validation images
-  config.data.val_lr_size = 128  # their LR centre crop; 0: the largest common multiple of 8
+  # Validation images: None for all (REDS: all of val_split), N spread evenly over them, 0: none.
+  config.data.val_count = ml_collections.FieldReference(None, field_type=int)
+  # Their LR crop: None for REDS's reference crop (320x176 -> 1280x704; photos: the largest
+  # multiple of 8 they all have), N for an NxN centre crop.
+  config.data.val_lr_size = ml_collections.FieldReference(None, field_type=int)
   config.data.val_images = 3  # image summaries written
   return config

@@ -92,7 +92,7 @@ def validate(predict: Callable, params: nnx.State, items: list[dict], phase: pha
   """(scalars, images): mean PSNR/SSIM of the output on `items`, and input | output | target panels."""
   psnrs, ssims, images = [], [], {}
   for i, item in enumerate(items):
-    out = np.asarray(predict(params, item['blur_lr'][None]))[0]
+    out = np.asarray(predict(params, pixels.to_float(item['blur_lr'])[None]))[0]
     if not np.isfinite(out).all():
       raise TrainingError(f"the model's output for validation image {item['id']} is NaN or inf "
                           '(the parameters have diverged)')
@@ -314,7 +314,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   else:
     state = init(params)
   start = int(state.step)
-  val_items = sources.validation_set(config)
+  val_items = sources.validation_set(config, ('blur_lr', phase.target))
 
   if batches is None:
     source = sources.train_source(config)
@@ -331,7 +331,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   schedules = {group: phases.learning_rates(config)[group] for group in phase.trained}
   train_metrics, scalars, step = None, {}, start
 
-  probe = val_items[0]['blur_lr'][None] if val_items else None  # else: a training crop, below
+  # The image the model must still restore before anything is saved (else a training crop).
+  probe = pixels.to_float(val_items[0]['blur_lr'])[None] if val_items else None
   pending = []  # (step, outputs) not yet read back from the device
 
   def check(pending: list) -> None:

@@ -77,11 +77,18 @@ def test_sharp_lr_for_train(tmp_path):
   assert Image.open(frame.sharp_hr).size == (48, 32)
 
 
-def test_sharp_lr_not_for_val(tmp_path):
-  reds.write_fake_reds(tmp_path, 'val', sharp_lr=True)
-  assert not (tmp_path / 'val_sharp_bicubic').exists()
-  with pytest.raises(reds.REDSError, match='REDS has no val_sharp_bicubic'):
-    reds.list_frames(tmp_path, 'val', with_sharp_lr=True)
+def test_val_sharp_lr_is_paired_when_downloaded(tmp_path):
+  """REDS has val_sharp_bicubic too (on its download page); it is optional."""
+  reds.write_fake_reds(tmp_path / 'without', 'val')
+  assert not reds.has_sharp_lr(tmp_path / 'without', 'val')
+  with pytest.raises(reds.REDSError, match='val_sharp_bicubic not found'):
+    reds.list_frames(tmp_path / 'without', 'val', with_sharp_lr=True)
+  reds.write_fake_reds(tmp_path / 'with', 'val', sharp_lr=True)
+  assert reds.has_sharp_lr(tmp_path / 'with', 'val')
+  frames = reds.list_frames(tmp_path / 'with', 'val', subset='val300', with_sharp_lr=True)
+  assert frames[0].sharp_lr == (tmp_path / 'with' / 'val_sharp_bicubic/val/val_sharp_bicubic/X4'
+                                / '000/00000009.png')
+  assert Image.open(frames[0].sharp_lr).size == Image.open(frames[0].blur_lr).size
 
 
 def test_missing_sharp_lr_is_named(tmp_path):

@@ -63,7 +63,7 @@ def test_examples_are_the_png_files(manual_dir, tmp_path):
   val300 = list(tfds.as_numpy(reds_tfds.load('val300', manual_dir, data_dir)))
   assert [e['id'].decode() for e in val300] == [
       '000_00000009', '000_00000019', '001_00000009', '001_00000019']
-  assert set(val300[0]) == {'id', 'blur_lr', 'sharp_hr'}  # REDS has no val sharp LR
+  assert set(val300[0]) == {'id', 'blur_lr', 'sharp_hr'}  # reds/val: no sharp LR feature
   frame = reds.list_frames(manual_dir, 'val', subset='val300')[0]
   np.testing.assert_array_equal(val300[0]['sharp_hr'], _pixels(frame.sharp_hr))
 

@@ -4,7 +4,8 @@ REDS comes as zips that extract to the official layout, for example::
 
   val_blur_bicubic/val/val_blur_bicubic/X4/000/00000000.png  blurry LR, 320×180
   val_sharp/val/val_sharp/000/00000000.png                    sharp HR, 1280×720
-  train_sharp_bicubic/train/train_sharp_bicubic/X4/000/...    sharp LR (train only)
+  train_sharp_bicubic/train/train_sharp_bicubic/X4/000/...    sharp LR
+  val_sharp_bicubic/val/val_sharp_bicubic/X4/000/...          sharp LR of the validation set
 
 Zips extracted one level shallower (``val_blur_bicubic/X4/000/...``,
 ``val_sharp/000/...``) are accepted too: ``find_dir`` locates the folder that
@@ -92,6 +93,11 @@ def find_dir(root: PathLike, kind: str, split: str) -> pathlib.Path:
   raise REDSError(f'REDS {split}_{kind} not found under {root}; tried:\n  {listed}')
 
 
+def has_sharp_lr(root: PathLike, split: str) -> bool:
+  """Whether ``{split}_sharp_bicubic`` (the sharp LR frames) was downloaded under ``root``."""
+  return any(path.is_dir() for path in candidate_dirs(root, 'sharp_bicubic', split))
+
+
 def _scan(directory: pathlib.Path) -> dict[str, pathlib.Path]:
   """{'SSS_FFFFFFFF': path} for every directory/SSS/FFFFFFFF.png."""
   return {f'{seq.name}_{png.stem}': png
@@ -124,8 +130,8 @@ def list_frames(root: PathLike, split: str = 'val', subset: str | None = None,
   """Every REDS frame of ``split`` under ``root`` with its counterparts, sorted by id.
 
   ``subset='val300'`` (split 'val' only) keeps frames 9, 19, …, 99 of each
-  sequence. ``with_sharp_lr`` (split 'train' only: REDS has no
-  val_sharp_bicubic) also pairs the phase-1 target, the sharp LR frame.
+  sequence. ``with_sharp_lr`` also pairs the phase-1 target, the sharp LR
+  frame (``{split}_sharp_bicubic``; ``has_sharp_lr`` says whether it is there).
   A frame found in one folder but not in another, or a folder without frames,
   raises ``REDSError`` (naming up to ``MAX_LISTED`` frames). With
   ``strict_count`` a count other than ``EXPECTED[subset or split]`` raises too.
@@ -135,8 +141,6 @@ def list_frames(root: PathLike, split: str = 'val', subset: str | None = None,
     _check('subset', subset, SUBSETS)
     if split != 'val':
       raise REDSError(f'subset {subset!r} is a subset of split \'val\', not {split!r}')
-  if with_sharp_lr and split != 'train':
-    raise REDSError(f'with_sharp_lr needs split \'train\': REDS has no {split}_sharp_bicubic')
   kinds = ('blur_bicubic', 'sharp') + (('sharp_bicubic',) if with_sharp_lr else ())
   dirs = {kind: find_dir(root, kind, split) for kind in kinds}
   found = {}
@@ -185,15 +189,14 @@ def write_fake_reds(root: PathLike, split: str = 'val', sequences: int = 2,
 
   Sequences 000 … ``sequences``-1, each with the frames numbered ``frames``,
   as random RGB PNGs: the blur LR at ``lr_size`` (height, width), the sharp HR
-  at ``scale``× that and, if ``sharp_lr`` and ``split`` is 'train', the sharp
-  LR at ``lr_size`` (REDS has no val_sharp_bicubic, so none for 'val').
+  at ``scale``× that and, if ``sharp_lr``, the sharp LR at ``lr_size``.
   """
   _check('split', split, SPLITS)
   root = pathlib.Path(root)
   rng = np.random.default_rng(seed)
   h, w = lr_size
   sizes = {'blur_bicubic': (h, w), 'sharp': (h * scale, w * scale)}
-  if sharp_lr and split == 'train':
+  if sharp_lr:
     sizes['sharp_bicubic'] = (h, w)
   for kind, size in sizes.items():
     directory = candidate_dirs(root, kind, split)[0]

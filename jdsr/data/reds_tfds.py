@@ -15,7 +15,8 @@ only its own downloads and nothing is stored twice or made up:
 
 * ``reds/val`` (the default): splits 'validation' (3,000 frames) and 'val300'
   (300), from val_blur_bicubic and val_sharp. Features 'id', 'blur_lr' and
-  'sharp_hr'; no 'sharp_lr', since REDS has no val_sharp_bicubic.
+  'sharp_hr'. (Validation during training reads the folders directly, with
+  val_sharp_bicubic when it was downloaded: ``jdsr.data.sources``.)
 * ``reds/train``: split 'train' (24,000 frames), from train_blur_bicubic,
   train_sharp and train_sharp_bicubic. Features 'id', 'blur_lr', 'sharp_hr'
   and 'sharp_lr' (the phase-1 target).

@@ -12,11 +12,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import ml_collections
 import numpy as np
 
-from jdsr import pixels
-from jdsr.data import degrade, pipeline
+from jdsr import imageio, pixels
+from jdsr.data import degrade, pipeline, reds
 
 SOURCES = ('reds', 'photos')
 
@@ -56,30 +58,64 @@ def _center_crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
   return image[top:top + h, left:left + w]
 
 
-def validation_set(config: ml_collections.ConfigDict) -> list[dict]:
-  """``config.data.val_count`` validation examples as float32 arrays, all cropped to one size.
+def _spread(items: list, count: int | None) -> list:
+  """``count`` of ``items`` evenly spaced (all if None): a subset of Val300 spans every sequence."""
+  if count is None or count >= len(items):
+    return items
+  return [items[i * len(items) // count] for i in range(count)]
 
-  The LR images are centre-cropped to ``config.data.val_lr_size``² (or, if 0,
-  to the largest multiple of 8 that every example has), the HR ones to the
-  same region. For REDS the sharp LR is the sharp HR downscaled with
-  ``degrade.bicubic_down`` (the phase-1 target is only a monitor here).
+
+def _reds_validation(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -> list[dict]:
+  data, scale = config.data, config.model.scale
+  root = data.reds_manual_dir
+  subset = {'val300': 'val300', 'val': None, 'validation': None}.get(data.val_split, '?')
+  if subset == '?':
+    raise ValueError(f"config.data.val_split must be 'val300' or 'val', got {data.val_split!r}")
+  official_lr = 'sharp_lr' in keys and reds.has_sharp_lr(root, 'val')
+  if 'sharp_lr' in keys and not official_lr:
+    logging.warning('REDS val_sharp_bicubic is not under %s: phase-1 validation scores against '
+                    "the sharp HR downscaled by Pillow's bicubic instead of the official sharp "
+                    'LR frames', root)
+  frames = _spread(reds.list_frames(root, 'val', subset, with_sharp_lr=official_lr),
+                   data.val_count)
+  items = []
+  for frame in frames:
+    blur_lr, sharp_hr = (imageio.read_image(p).rgb for p in (frame.blur_lr, frame.sharp_hr))
+    item = {'id': frame.id, 'blur_lr': blur_lr, 'sharp_hr': sharp_hr}
+    if 'sharp_lr' in keys:
+      item['sharp_lr'] = (imageio.read_image(frame.sharp_lr).rgb if official_lr
+                          else degrade.bicubic_down(sharp_hr, scale))
+    if data.val_lr_size is None:  # the reference's crop of REDS frames: 176×320 → 704×1280
+      item['blur_lr'], item['sharp_hr'] = reds.crop_like_reference(item['blur_lr'], sharp_hr)
+      if 'sharp_lr' in keys:
+        item['sharp_lr'] = item['sharp_lr'][reds.LR_ROWS]
+    items.append(item)
+  return items
+
+
+def validation_set(config: ml_collections.ConfigDict,
+                   keys: tuple[str, ...] = ('blur_lr', 'sharp_lr', 'sharp_hr')) -> list[dict]:
+  """The validation examples of ``config.data``: dicts of uint8 images (``keys``) and 'id'.
+
+  REDS (``config.data.val_split``: 'val300' or 'val') is read from the
+  extracted folders. Its phase-1 target is the official sharp LR
+  (val_sharp_bicubic) when it was downloaded, else the sharp HR downscaled by
+  ``degrade.bicubic_down`` (with a warning in the log). ``config.data.val_count``:
+  None for all, N for N frames spread evenly over the set (so over every
+  sequence), 0 for no validation. ``config.data.val_lr_size``: None for REDS's
+  reference crop (320×176 → 1280×704; photos: the largest multiple of 8 they
+  all have), N for a centre crop of N×N (the HR crop, the same region).
   """
   _check_source(config)
   data, scale = config.data, config.model.scale
-  if not data.val_count:
+  if data.val_count == 0:
     return []
   if data.source == 'reds':
-    from jdsr.data import reds_tfds
-    ds = reds_tfds.load(data.val_split, data.reds_manual_dir, data.reds_data_dir)
-    raw = []
-    for example in ds.take(data.val_count).as_numpy_iterator():
-      hr = pixels.to_float(example['sharp_hr'])
-      raw.append({'id': example['id'].decode(), 'blur_lr': pixels.to_float(example['blur_lr']),
-                  'sharp_hr': hr, 'sharp_lr': degrade.bicubic_down(hr, scale)})
+    raw = _reds_validation(config, keys)
   else:
     source = pipeline.PhotoSource(_folders(data.val_photos_dir), _degradation(config),
                                   config.seed + 1)
-    raw = [source.load(i, 0) for i in range(min(data.val_count, len(source)))]
+    raw = [source.load(i, 0) for i in _spread(list(range(len(source))), data.val_count)]
   size = data.val_lr_size
   h = size or min(e['blur_lr'].shape[0] for e in raw) // 8 * 8
   w = size or min(e['blur_lr'].shape[1] for e in raw) // 8 * 8
@@ -88,8 +124,9 @@ def validation_set(config: ml_collections.ConfigDict) -> list[dict]:
     if e['blur_lr'].shape[0] < h or e['blur_lr'].shape[1] < w:
       raise ValueError(f"validation image {e['id']} is smaller than the {h}x{w} crop "
                        '(config.data.val_lr_size)')
-    out.append({'id': str(e['id']),
-                'blur_lr': _center_crop(pixels.to_float(e['blur_lr']), h, w),
-                'sharp_lr': _center_crop(pixels.to_float(e['sharp_lr']), h, w),
-                'sharp_hr': _center_crop(pixels.to_float(e['sharp_hr']), scale * h, scale * w)})
+    item = {'id': str(e['id'])}
+    for key in keys:
+      factor = scale if key == 'sharp_hr' else 1
+      item[key] = pixels.quantize(_center_crop(e[key], factor * h, factor * w))
+    out.append(item)
   return out
