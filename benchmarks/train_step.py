@@ -59,7 +59,8 @@ def main() -> None:
   n, s = args.batch, args.lr_size
   batch = {'blur_lr': rng.random((n, s, s, 3), np.float32),
            'sharp_lr': rng.random((n, s, s, 3), np.float32),
-           'sharp_hr': rng.random((n, 4 * s, 4 * s, 3), np.float32)}
+           'sharp_hr': rng.random((n, 4 * s, 4 * s, 3), np.float32),
+           'weight': np.ones(n, np.float32)}
 
   t = time.perf_counter()
   state, out = step(state, batch)

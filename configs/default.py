@@ -19,7 +19,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.phase = 'joint'
   config.init_from = ''  # '', an official .pth, an orbax checkpoint or an earlier phase's workdir
   config.seed = 0  # initial weights (when init_from is '') and the data order, crops, blur kernels
-  config.batch_size = 3  # global, over all devices and hosts
+  config.batch_size = 3  # global, over all devices and hosts (any device count: padded, weight 0)
+  config.microbatches = 1  # gradient accumulation: the batch in this many parts, one after another
   config.num_train_steps = 40 * REDS_EPOCH // config.batch_size  # 40 epochs
   config.learning_rate = 1e-4  # initial; the deblur group's
   config.sr_learning_rate = ml_collections.FieldReference(None, field_type=float)  # the SR group's initial learning rate; None: learning_rate

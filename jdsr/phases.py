@@ -37,19 +37,28 @@ from jdsr.model import JDSR, remat_blocks
 GROUPS = ('deblur', 'sr')
 
 
+def per_sample(loss: Callable[..., jax.Array], *arrays) -> jax.Array:
+  """``loss`` of each sample of a batch, shape (N,).
+
+  The losses are means over all elements, so the mean of these over the batch
+  is the loss of the batch: the step weights them (padding samples get 0).
+  """
+  return jax.vmap(lambda *xs: loss(*jax.tree.map(lambda x: x[None], xs)))(*arrays)
+
+
 def _deblur_loss(model: JDSR, batch: dict) -> jax.Array:
   images, _ = model.deblur(batch['blur_lr'])
-  return losses.deblur_loss(images, batch['sharp_lr'])
+  return per_sample(losses.deblur_loss, images, batch['sharp_lr'])
 
 
 def _sr_loss(model: JDSR, batch: dict) -> jax.Array:
   _, sr = model(batch['blur_lr'])
-  return losses.sr_loss(sr, batch['sharp_hr'])
+  return per_sample(losses.sr_loss, sr, batch['sharp_hr'])
 
 
 def _joint_loss(model: JDSR, batch: dict) -> jax.Array:
   images, sr = model(batch['blur_lr'])
-  return losses.joint_loss(images, sr, batch['sharp_lr'], batch['sharp_hr'])
+  return per_sample(losses.joint_loss, images, sr, batch['sharp_lr'], batch['sharp_hr'])
 
 
 def _stage3(model: JDSR, x: jax.Array) -> jax.Array:
@@ -65,7 +74,7 @@ class Phase:
   """One training phase."""
   name: str
   trained: tuple[str, ...]  # the parameter groups it trains; the others are frozen
-  loss: Callable[[JDSR, dict], jax.Array]  # (model, batch) -> scalar loss
+  loss: Callable[[JDSR, dict], jax.Array]  # (model, batch) -> the loss of each sample, (N,)
   batch_keys: tuple[str, ...]  # the batch entries the loss reads
   predict: Callable[[JDSR, jax.Array], jax.Array]  # (model, blur_lr) -> the image validated
   target: str  # the batch entry ``predict`` is scored against
@@ -174,25 +183,49 @@ def all_finite(tree) -> jax.Array:
 
 
 def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTransformation,
-                    remat: bool = False) -> Callable[[TrainState, dict], tuple]:
-  """``step(state, batch) -> (state, {'loss'})``, pure (to be jit-compiled).
+                    remat: bool = False, microbatches: int = 1
+                    ) -> Callable[[TrainState, dict], tuple]:
+  """``step(state, batch) -> (state, {'loss', 'finite'})``, pure (to be jit-compiled).
+
+  ``batch['weight']`` (N,) weighs each sample: 1, or 0 for the padding that
+  makes a batch divisible over the devices. The loss is the weighted mean of
+  the samples' losses, so a batch of 3 padded to 4 gives the update of the 3.
+  ``microbatches``: the batch is split in that many parts (each spread over
+  all devices), and their gradients are summed one after the other: the same
+  update, a fraction of the activation memory.
 
   Only the trained parameters are differentiated and updated; the frozen ones
   come out as they went in, bitwise. A non-finite loss, or an update that would
   make a parameter non-finite, changes nothing: the state returned is the state
   given, step included, and ``finite`` is False.
   """
-
   wrt = nnx.DiffState(0, trained_filter(phase))  # only the trained parameters are differentiated
 
-  def loss_fn(model: JDSR, batch: dict) -> jax.Array:
+  def weighted_sum(model: JDSR, batch: dict) -> jax.Array:
     with remat_blocks(remat):
-      return phase.loss(model, batch)
+      return jnp.sum(batch['weight'] * phase.loss(model, batch))
+
+  def gradients(params: nnx.State, batch: dict) -> tuple[jax.Array, nnx.State]:
+    return nnx.value_and_grad(weighted_sum, argnums=wrt)(nnx.merge(graphdef, params), batch)
 
   def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
-    loss, grads = nnx.value_and_grad(loss_fn, argnums=wrt)(nnx.merge(graphdef, state.params),
-                                                           batch)
     trained, frozen = split_params(state.params, phase)
+    if microbatches == 1:
+      total, grads = gradients(state.params, batch)
+    else:  # microbatch j: samples j, j + k, j + 2k, ...: a share of every device's part
+      parts = jax.tree.map(lambda x: jnp.swapaxes(
+          x.reshape(x.shape[0] // microbatches, microbatches, *x.shape[1:]), 0, 1), batch)
+
+      def accumulate(carry, part):
+        # The parameters ride along in the carry: NNX builds the model from values of the
+        # scan's own trace level.
+        params, sums = carry
+        return (params, jax.tree.map(jnp.add, sums, gradients(params, part))), None
+
+      zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, trained))
+      (_, (total, grads)), _ = jax.lax.scan(accumulate, (state.params, zero), parts)
+    count = jnp.sum(batch['weight'])
+    loss, grads = total / count, jax.tree.map(lambda g: g / count, grads)
     updates, opt_state = tx.update(grads, state.opt_state, trained)
     params = nnx.merge_state(optax.apply_updates(trained, updates), frozen)
     new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)

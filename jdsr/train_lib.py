@@ -118,16 +118,24 @@ class Result:
   workdir: pathlib.Path
 
 
-def _on_device(batches: Iterator[dict], sharding: NamedSharding,
-               keys: tuple[str, ...]) -> Iterator[tuple[dict, dict]]:
+def _on_device(batches: Iterator[dict], sharding: NamedSharding, keys: tuple[str, ...],
+               multiple: int) -> Iterator[tuple[dict, dict]]:
   """(device batch, host batch) pairs: ``keys`` of each host batch, sharded over the devices.
 
-  The loop asks for batch i + 1 right after dispatching step i, which JAX runs
-  asynchronously: the batch is read and copied to the devices while the step
-  computes.
+  Each host batch is padded to a multiple of ``multiple`` samples (its devices
+  times the microbatches) with copies of its first sample, and gets a
+  'weight': 1 for its samples, 0 for the padding. The loop asks for batch i + 1
+  right after dispatching step i, which JAX runs asynchronously: the batch is
+  read and copied to the devices while the step computes.
   """
   for batch in batches:
-    yield {key: jax.make_array_from_process_local_data(sharding, batch[key]) for key in keys}, batch
+    n = len(batch[keys[0]])
+    pad = -n % multiple
+    padded = {key: np.concatenate([batch[key], np.repeat(batch[key][:1], pad, axis=0)])
+              for key in keys}
+    padded['weight'] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
+    yield {key: jax.make_array_from_process_local_data(sharding, value)
+           for key, value in padded.items()}, batch
 
 
 def _next_batch(data: Iterator) -> Any:
@@ -158,6 +166,7 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
   """ValueError (one line) for a config that cannot train."""
   phases.get(config.phase)
   positive = {'batch_size': config.batch_size, 'num_train_steps': config.num_train_steps,
+              'microbatches': config.microbatches,
               'learning_rate': config.learning_rate, 'log_every': config.log_every,
               'eval_every': config.eval_every, 'checkpoint_every': config.checkpoint_every,
               'keep_checkpoints': config.keep_checkpoints, 'data.lr_size': config.data.lr_size}
@@ -168,10 +177,10 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
       raise ValueError(f'config.{name}={value} must be positive')
   if not 0 <= config.min_learning_rate:
     raise ValueError(f'config.min_learning_rate={config.min_learning_rate} must not be negative')
-  n = jax.device_count()
+  n = jax.process_count()
   if config.batch_size % n:
     raise ValueError(f'config.batch_size={config.batch_size} is not a multiple of the '
-                     f'{n} devices')
+                     f'{n} processes')
   if config.data.lr_size % 8:
     raise ValueError(f'config.data.lr_size={config.data.lr_size} must be a multiple of 8')
 
@@ -303,10 +312,13 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   tx = phases.make_optimizer(config)
   init = jax.jit(lambda p: phases.init_state(p, phase, tx), out_shardings=replicated)
-  step_fn = jax.jit(phases.make_train_step(graphdef, phase, tx, phases.use_remat(config.remat)),
+  step_fn = jax.jit(phases.make_train_step(graphdef, phase, tx, phases.use_remat(config.remat),
+                                            config.microbatches),
                     in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
                     donate_argnums=0)
-  predict = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x))
+  predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x))
+  # The image goes in replicated, as the parameters are: one global array on every host.
+  predict = lambda p, x: predict_fn(p, jax.device_put(x, replicated))
   if resuming:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                             jax.eval_shape(init, params))
@@ -322,7 +334,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         source, batch_size=per_host, seed=config.seed, start=start,
         lr_size=config.data.lr_size, scale=config.model.scale,
         shard=(jax.process_index(), jax.process_count())))
-  data = _on_device(batches(start * per_host), sharded, phase.batch_keys)
+  data = _on_device(batches(start * per_host), sharded, phase.batch_keys,
+                    jax.local_device_count() * config.microbatches)
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start == 0:

@@ -268,12 +268,13 @@ _ONE_STEP = textwrap.dedent('''
     from configs import tiny
     from jdsr import train_lib
     config = tiny.get_config()
-    config.phase, config.batch_size, config.num_train_steps = 'sr', 4, 1
+    config.phase, config.batch_size, config.num_train_steps = 'sr', 3, 1
+    config.microbatches = int(sys.argv[4])
     config.data.val_count = 0
     def batches(start):
       rng = np.random.default_rng(0)
       while True:
-        yield {{k: rng.random((4, 16 * s, 16 * s, 3), np.float32)
+        yield {{k: rng.random((3, 16 * s, 16 * s, 3), np.float32)
                for k, s in (('blur_lr', 1), ('sharp_lr', 1), ('sharp_hr', 4))}}
     result = train_lib.train_and_evaluate(config, sys.argv[1], batches=batches)
     assert jax.device_count() == int(sys.argv[3]), jax.devices()
@@ -282,19 +283,24 @@ _ONE_STEP = textwrap.dedent('''
 ''')
 
 
-def test_one_step_on_four_devices_equals_one(tmp_path):
+def test_the_paper_batch_of_3_on_any_device_count_gives_one_device_update(tmp_path):
+  """Batch 3 on 1 device; on 4 (padded to 4, weight 0); on 2 in 3 microbatches (padded to 6)."""
   script = tmp_path / 'one_step.py'
   script.write_text(_ONE_STEP.format(root=str(ROOT)))
   results = {}
-  for n in (1, 4):
+  for devices, microbatches in ((1, 1), (4, 1), (2, 3)):
     env = dict(os.environ, JAX_PLATFORMS='cpu',
-               XLA_FLAGS=f'--xla_force_host_platform_device_count={n}')
-    subprocess.run([sys.executable, str(script), str(tmp_path / f'w{n}'), str(tmp_path / f'{n}.npz'),
-                    str(n)], env=env, check=True, capture_output=True, timeout=600)
-    results[n] = dict(np.load(tmp_path / f'{n}.npz'))
-  for key, value in results[1].items():
-    np.testing.assert_allclose(results[4][key], value, rtol=1e-5, atol=1e-6, err_msg=key)
-  assert _changed(results[1], _params(jdsr.build_model(tiny.get_config().model, 0)))  # it trained
+               XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+    out = tmp_path / f'{devices}x{microbatches}.npz'
+    subprocess.run([sys.executable, str(script), str(tmp_path / f'w{devices}x{microbatches}'),
+                    str(out), str(devices), str(microbatches)], env=env, check=True,
+                   capture_output=True, timeout=600)
+    results[devices, microbatches] = dict(np.load(out))
+  for key, value in results[1, 1].items():
+    for setting in ((4, 1), (2, 3)):
+      np.testing.assert_allclose(results[setting][key], value, rtol=1e-5, atol=1e-6,
+                                 err_msg=f'{setting} {key}')
+  assert _changed(results[1, 1], _params(jdsr.build_model(tiny.get_config().model, 0)))  # it trained
 
 
 # -- train.py on a REDS-layout tree, phases 1 → 2 → 3, then eval.py ---------------
