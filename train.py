@@ -31,8 +31,12 @@ _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.
                                           lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard logs go.')
 flags.DEFINE_bool('distributed', False,
-                  'Call jax.distributed.initialize() first (one process per host; the '
-                  'coordinator is found from the environment, e.g. SLURM or TPU pods).')
+                  'Call jax.distributed.initialize() first (one process per host). Without the '
+                  'three flags below, the coordinator is found from the environment (SLURM, '
+                  'TPU pods, JAX_COORDINATOR_ADDRESS).')
+flags.DEFINE_string('coordinator_address', None, "With --distributed: process 0's HOST:PORT.")
+flags.DEFINE_integer('num_processes', None, 'With --distributed: how many processes in all.')
+flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0 to num_processes-1.')
 flags.DEFINE_bool('compilation_cache', True,
                   'Keep compiled programs in a persistent cache (~/.cache/jdsr/jax, or '
                   '$JAX_COMPILATION_CACHE_DIR): a rerun or a resumed run does not compile again.')
@@ -49,7 +53,10 @@ def main(argv: list[str]) -> int:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if FLAGS.distributed:
-    jax.distributed.initialize()
+    # CPU processes exchange gradients through Gloo (GPUs use NCCL; this setting is CPU-only).
+    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   # Imported after jax.distributed.initialize, which must come before any computation.
   from jdsr import config as config_lib, train_lib
 

@@ -150,7 +150,11 @@ def load(path: str | os.PathLike, config: ml_collections.ConfigDict | None = Non
       else:
         check_fits(saved, config, directory)
       model = abstract_model(config)
-      restored = ckptr.restore(directory, restore_args(params=nnx.state(model, nnx.Param)))
+      # On this process's first device, whatever devices and processes saved it.
+      device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+      target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device),
+                            nnx.state(model, nnx.Param))
+      restored = ckptr.restore(directory, restore_args(params=target))
   except CheckpointError:
     raise
   except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint

@@ -231,8 +231,25 @@ def test_cli_reports_a_bad_file(tmp_path):
 
 def test_building_running_and_training_never_import_the_pth_module():
   code = ('import sys, jdsr, jdsr.restore, jdsr.evaluate, jdsr.train_lib, jdsr.phases\n'
-          "model = jdsr.load('models/demo')\n"
+          "model = jdsr.load('jdsr/models/demo')\n"
           "assert 'jdsr.pth' not in sys.modules and 'torch' not in sys.modules, 'imported'\n")
   result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_checkpoint_saved_across_devices_loads_on_one(tmp_path):
+  """What a multi-device (or multi-host) run saved, a laptop loads: the target is one device."""
+  code = ('import sys, jax, jdsr\n'
+          'from flax import nnx\n'
+          'from jax.sharding import NamedSharding, PartitionSpec as P\n'
+          'model = jdsr.build_model(jdsr.tiny_model_config(), rngs=4)\n'
+          "mesh = jax.make_mesh((2,), ('data',))\n"
+          'nnx.update(model, jax.device_put(nnx.state(model, nnx.Param), NamedSharding(mesh, P())))\n'
+          'jdsr.save(model, sys.argv[1])\n')
+  env = dict(__import__('os').environ, JAX_PLATFORMS='cpu',
+             XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  result = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'ckpt')], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  _same_params(jdsr.load(tmp_path / 'ckpt'), jdsr.build_model(jdsr.tiny_model_config(), rngs=4))
