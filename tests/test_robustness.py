@@ -90,33 +90,34 @@ def test_convert_overwrite_refuses_other_folders_and_its_input(tiny_ckpt, tmp_pa
   assert pth.read_bytes() == source
 
 
-# -- (2) outputs with the same stem, (3) links, (7) empty folders ---------------------------
+# -- (2) same stems, (3) links, (6) huge images, (7) empty folders and other files --------
 
 
-def test_inputs_sharing_a_stem_get_distinct_outputs(tiny_ckpt, tmp_path):
+def test_one_folder_of_troubles_loses_nothing(tiny_ckpt, tmp_path):
+  """(2) names that share a stem, (3) links in the output folder, (6) an image over the size
+  limit, (7) a file of another type: one run, every result kept, every problem one line."""
   inputs = _images(tmp_path / 'in', ['a.png', 'a.jpg', 'a.TIF', 'b.png'])
-  result = _eval(tiny_ckpt, inputs, tmp_path / 'out')
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert '4 of 4 images restored' in result.stdout
-  written = sorted(p.name for p in (tmp_path / 'out' / 'images').iterdir())
-  assert written == ['a.TIF.png', 'a.jpg.png', 'a.png.png', 'b.png']
-
-
-def test_outputs_never_write_through_links(tiny_ckpt, tmp_path):
-  inputs = _images(tmp_path / 'in', ['a.png', 'b.png'])
+  _images(inputs, ['huge.png'], size=(300, 280))  # x4: 1.34 megapixels, over a limit of 1
+  (inputs / 'anim.gif').write_bytes(b'GIF89a')
   victims = _tree(inputs)
   out = tmp_path / 'out'
   (out / 'images').mkdir(parents=True)
   for name, target in (('results.csv', 'a.png'), ('summary.json', 'b.png'),
-                       ('summary.json.tmp', 'a.png')):
+                       ('summary.json.tmp', 'a.jpg')):
     (out / name).symlink_to(inputs / target)
-  (out / 'images' / 'a.png').symlink_to(inputs / 'b.png')
-  result = _eval(tiny_ckpt, inputs, out)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert _tree(inputs) == victims  # no input image was written over
-  for path in (out / 'results.csv', out / 'summary.json', out / 'images' / 'a.png'):
+  (out / 'images' / 'b.png').symlink_to(inputs / 'b.png')
+  result = _eval(tiny_ckpt, inputs, out, '--config.max_output_megapixels=1')
+  _one_error_line(result, 'huge.png', '1120x1200', 'max_output_megapixels')
+  assert 'skipped: ' in result.stderr and 'anim.gif' in result.stderr  # reported, not silent
+  assert '4 of 5 images restored' in result.stdout and '1 other files skipped' in result.stdout
+  assert _tree(inputs) == victims  # no input was written over, through a link or otherwise
+  written = sorted(p.name for p in (out / 'images').iterdir())
+  assert written == ['a.TIF.png', 'a.jpg.png', 'a.png.png', 'b.png']  # distinct names
+  for path in (out / 'results.csv', out / 'summary.json', out / 'images' / 'b.png'):
     assert path.is_file() and not path.is_symlink(), path
-  assert json.loads((out / 'summary.json').read_text())['restored'] == 2
+  summary = json.loads((out / 'summary.json').read_text())
+  assert summary['restored'] == 4 and summary['failed'][0]['name'] == 'huge'
+  assert summary['skipped'][0]['name'] == 'anim.gif'
 
 
 def test_empty_and_unsupported_folders_are_one_line(tiny_ckpt, tmp_path):
@@ -126,26 +127,6 @@ def test_empty_and_unsupported_folders_are_one_line(tiny_ckpt, tmp_path):
   gifs.mkdir()
   (gifs / 'anim.gif').write_bytes(b'GIF89a')
   _one_error_line(_eval(tiny_ckpt, gifs, tmp_path / 'o2'), 'no images', 'anim.gif')
-  mixed = _images(tmp_path / 'mixed', ['a.png'])
-  (mixed / 'anim.gif').write_bytes(b'GIF89a')
-  result = _eval(tiny_ckpt, mixed, tmp_path / 'o3')
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'skipped: ' in result.stderr and 'anim.gif' in result.stderr  # reported, not silent
-  summary = json.loads((tmp_path / 'o3' / 'summary.json').read_text())
-  assert summary['restored'] == 1 and summary['skipped'][0]['name'] == 'anim.gif'
-
-
-# -- (6) one huge image does not abort the folder ---------------------------------------
-
-
-def test_an_image_over_the_size_limit_is_one_line_and_the_rest_is_done(tiny_ckpt, tmp_path):
-  inputs = _images(tmp_path / 'in', ['small.png'])
-  _images(inputs, ['huge.png'], size=(300, 280))  # ×4: 1.34 megapixels, over a limit of 1
-  result = _eval(tiny_ckpt, inputs, tmp_path / 'out', '--config.max_output_megapixels=1')
-  _one_error_line(result, 'huge.png', '1120x1200', 'max_output_megapixels')
-  summary = json.loads((tmp_path / 'out' / 'summary.json').read_text())
-  assert summary['restored'] == 1 and summary['failed'][0]['name'] == 'huge'
-  assert (tmp_path / 'out' / 'images' / 'small.png').is_file()
 
 
 # -- (5) diverged weights are never saved, never scored -----------------------------------
