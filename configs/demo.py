@@ -14,7 +14,7 @@ MS-CAM, pixel shuffle x4), narrower and shallower:
   2 residual groups (17) of 3 RMS-CABs (10): 344,425 parameters.
 
 Trained on synthetic motion blur + bicubic x4 of photos (the photo source,
-config.data.photos_dir); models/demo/MODEL_CARD.md has the data, the commands
+config.data.photos_dir); jdsr/models/demo/MODEL_CARD.md has the data, the commands
 and the scores.
 """
 

@@ -1,7 +1,7 @@
 """Convert checkpoints between the official PyTorch format (.pth) and jdsr's orbax checkpoints.
 
     python -m jdsr.convert --checkpoint official.pth --out checkpoints/official  # .pth -> orbax
-    python -m jdsr.convert --checkpoint models/demo --out demo.pth              # orbax -> .pth
+    python -m jdsr.convert --checkpoint jdsr/models/demo --out demo.pth         # orbax -> .pth
     python -m jdsr.convert --checkpoint runs/phase3 --out phase3.pth            # a workdir's best
 
 --checkpoint takes whatever jdsr.load takes: an official .pth, a jdsr (orbax)
@@ -37,15 +37,16 @@ def main(argv: list[str]) -> int:
   import jax  # after flag parsing: --help stays fast
   from flax import nnx
 
-  from jdsr import checkpoints
+  from jdsr import checkpoints, config as config_lib
 
   try:
+    config = config_lib.from_flag(_CONFIG)
     source = checkpoints.resolve(FLAGS.checkpoint)
     if os.path.realpath(source) == os.path.realpath(FLAGS.out):
       raise checkpoints.CheckpointError(f'{FLAGS.out}: that is the input; choose another --out')
-    model = checkpoints.load(source, _CONFIG.value)
+    model = checkpoints.load(source, config)
     checkpoints.save(model, FLAGS.out, overwrite=FLAGS.overwrite)
-  except (checkpoints.CheckpointError, FileExistsError) as e:
+  except (ValueError, OSError) as e:  # CheckpointError, FileExistsError, a bad --config: one line
     print(f'error: {e}', file=sys.stderr)
     return 1
   params = sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
@@ -54,7 +55,8 @@ def main(argv: list[str]) -> int:
 
 
 def run() -> None:
-  app.run(main)
+  from jdsr import config as config_lib
+  app.run(main, flags_parser=config_lib.parse_flags)
 
 
 if __name__ == '__main__':

@@ -1,6 +1,6 @@
-"""Score a model on photos with the synthetic degradation: what models/demo/MODEL_CARD.md reports.
+"""Score a model on photos with the synthetic degradation: what the demo model card reports.
 
-    python scripts/score_demo.py [--checkpoint models/demo] [--photos ../shared/data/photos/kodak24]
+    python scripts/score_demo.py [--checkpoint jdsr/models/demo] [--photos PHOTOS_DIR]
 
 Each photo i (in name order) is degraded with ``jdsr.data.degrade.Degradation()``
 and seed 10_000 + i (camera-shake motion blur of 5 to 25 pixels, bicubic x4
@@ -83,7 +83,7 @@ def table(result: dict) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--checkpoint', type=pathlib.Path, default=ROOT / 'models' / 'demo')
+  parser.add_argument('--checkpoint', type=pathlib.Path, default=ROOT / 'jdsr' / 'models' / 'demo')
   parser.add_argument('--photos', type=pathlib.Path,
                       default=ROOT.parent / 'shared' / 'data' / 'photos' / 'kodak24')
   parser.add_argument('--tlsc', action=argparse.BooleanOptionalAction, default=False,

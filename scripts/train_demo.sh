@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Train the demo model (configs/demo.py) through the three phases on photos,
-# then export it to models/demo. Run again to resume where it stopped.
+# then export it to jdsr/models/demo (the bundled demo model). Run again to resume where it stopped.
 #   bash scripts/train_demo.sh [PHOTOS_ROOT] [RUNS_DIR]
 # PHOTOS_ROOT holds cbsd68/ and mcmaster/ (training) ; kodak24 is never read.
 set -euo pipefail
@@ -16,4 +16,4 @@ DATA=(--config.data.photos_dir="$PHOTOS/cbsd68,$PHOTOS/mcmaster"
 "$PYTHON" train.py --config configs/demo.py:joint --workdir "$RUNS/phase3" \
     --config.init_from="$RUNS/phase2" "${DATA[@]}"
 # Ship phase 3's best checkpoint (by validation PSNR): parameters and model config only.
-"$PYTHON" -m jdsr.convert --checkpoint "$RUNS/phase3" --out models/demo --overwrite
+"$PYTHON" -m jdsr.convert --checkpoint "$RUNS/phase3" --out jdsr/models/demo --overwrite

@@ -1,4 +1,4 @@
-"""The shipped demo model (models/demo): its size, and the scores its model card claims."""
+"""The shipped demo model (jdsr/models/demo): its size, and the scores its model card claims."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import jdsr
 from tests import reference
 
 ROOT = pathlib.Path(__file__).parents[1]
-DEMO = ROOT / 'models' / 'demo'
+DEMO = ROOT / 'jdsr' / 'models' / 'demo'
 
 
 def test_demo_model_is_small_and_loads():
