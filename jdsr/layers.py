@@ -111,9 +111,13 @@ def box_mean(x: Array, window: tuple[int, int]) -> Array:
 
   A 'valid' box filter by cumulative sums, replicate-padded back to the size
   of ``x`` (left/top get (size - out) // 2). ``window`` is clamped to ``x``.
-  When the window covers the whole feature it is the global mean.
+  When the window covers the whole feature it is the global mean. Symbolic H
+  and W (``jax.export``) take ``_box_mean_symbolic``: the same means to float
+  rounding.
   """
   _, h, w, _ = x.shape
+  if not (isinstance(h, int) and isinstance(w, int)):
+    return _box_mean_symbolic(x, window)
   if window[0] >= h and window[1] >= w:
     return global_pool(x)
   k1, k2 = min(h, window[0]), min(w, window[1])
@@ -124,6 +128,37 @@ def box_mean(x: Array, window: tuple[int, int]) -> Array:
   oh, ow = out.shape[1:3]
   pad = ((0, 0), ((h - oh) // 2, (h - oh + 1) // 2), ((w - ow) // 2, (w - ow + 1) // 2), (0, 0))
   return jnp.pad(out, pad, mode='edge')
+
+
+def _box_mean_symbolic(x: Array, window: tuple[int, int]) -> Array:
+  """``box_mean`` for shapes only known at run time: one axis after the other.
+
+  The clamp min(size, window) is decided at run time, so neither the global-pool
+  shortcut nor the scan (which needs a known length) is used: each axis is zero-padded
+  to max(size, window), summed over ``window`` values by doubling (sums of 1, 2, 4, ...
+  values, log2(window) additions), and the sums gathered at the replicate-padded
+  positions. A window that covers the axis gives the sum of all values.
+  """
+  for axis, k in ((1, window[0]), (2, window[1])):
+    n = x.shape[axis]
+    size = jax.core.max_dim(n, k)
+    pad = [(0, 0)] * 4
+    pad[axis] = (0, size - n)
+    sums, total, offset, step = jnp.pad(x, pad), None, 0, 1  # sums of `step` values
+    while step <= k:
+      if k & step:
+        part = jax.lax.slice_in_dim(sums, offset, offset + size - k + 1, axis=axis)
+        total = part if total is None else total + part
+        offset += step
+      if 2 * step <= k:
+        length = sums.shape[axis] - step
+        sums = (jax.lax.slice_in_dim(sums, 0, length, axis=axis)
+                + jax.lax.slice_in_dim(sums, step, step + length, axis=axis))
+      step *= 2
+    n_value = jnp.asarray(n)
+    start = jnp.clip(jnp.arange(n) - (k - 1) // 2, 0, jnp.maximum(n_value - k, 0))
+    x = jnp.take(total, start, axis=axis) / jnp.minimum(n_value, k).astype(x.dtype)
+  return x
 
 
 @dataclasses.dataclass(frozen=True)

@@ -318,7 +318,8 @@ class Upscale(nnx.Module):
   (230 MB at a 176×320 input), so this runs in horizontal bands of about
   ``band_bytes``, each with one low-resolution row of context above and below
   (zero rows at the image border, which is the conv's zero padding): the same
-  numbers, a fraction of the memory.
+  numbers, a fraction of the memory. With symbolic shapes (``jax.export``) the
+  bands are 8 rows (inputs are multiples of 8), as many as the height needs.
   """
 
   band_bytes = 64 << 20
@@ -331,11 +332,18 @@ class Upscale(nnx.Module):
   def __call__(self, x: Array) -> Array:
     n, h, w, c = x.shape
     r = self.scale
-    row_bytes = n * w * c * r * r * x.dtype.itemsize
-    rows = max([b for b in range(1, h + 1) if h % b == 0 and b * row_bytes <= self.band_bytes],
-               default=1)
-    xp = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0)))
-    windows = jnp.stack([xp[:, i:i + rows + 2] for i in range(0, h, rows)])
+    if all(isinstance(d, int) for d in x.shape):
+      row_bytes = n * w * c * r * r * x.dtype.itemsize
+      rows = max([b for b in range(1, h + 1) if h % b == 0 and b * row_bytes <= self.band_bytes],
+                 default=1)
+    else:
+      rows = 8
+    # (bands, n, rows + 2, w, c): each band with the row above and below it (zeros at the border).
+    bands = x.reshape(n, h // rows, rows, w, c)
+    zero = jnp.zeros_like(bands[:, :1, :1])
+    above = jnp.concatenate([zero, bands[:, :-1, -1:]], axis=1)
+    below = jnp.concatenate([bands[:, 1:, :1], zero], axis=1)
+    windows = jnp.moveaxis(jnp.concatenate([above, bands, below], axis=2), 1, 0)
 
     def band(xw):
       y = self.conv2(layers.pixel_shuffle(self.conv1(xw), r))

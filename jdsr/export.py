@@ -1,0 +1,213 @@
+"""Exporting a model to run without jdsr: a ``jax.export`` program and a TensorFlow SavedModel.
+
+    python -m jdsr.export --checkpoint CKPT --out DIR [--notlsc] [--platforms cpu,cuda]
+
+writes the directory ``DIR``:
+
+* ``model.jax``: the ``jax.export`` serialization of ``forward(weights, x) -> sr``,
+  for ``x`` float32 (N, H, W, 3) in [0, 1] with N, H and W symbolic, H and W
+  multiples of 8 (``jax.export.symbolic_shape('b, 8*h, 8*w, 3')``), and ``sr``
+  float32 (N, 4H, 4W, 3). Run it with ``jax`` alone (README, "Export and deploy").
+* ``weights.npz``: ``weights``, the model's parameters by name.
+* ``saved_model/``: a TensorFlow SavedModel of the same program (``jax2tf``,
+  native serialization), the parameters as variables: ``serve(x)`` and the
+  ``serving_default`` signature (input ``x``, output ``sr``), for TF Serving.
+* ``export.json``: what was exported (TLSC, dtype, platforms, shapes, model config).
+
+TLSC (on by default, ``--notlsc``) and the precision (float32, the only one for
+now) are fixed at export time. The program is lowered for ``--platforms``
+(default cpu and cuda; the caller's platform picks its lowering). For CPU alone it
+uses Winograd convolutions (``conv_impl='auto'``), otherwise XLA's, which
+every platform runs well. ``DIR`` is written whole or not at all: into a
+temporary directory beside it, renamed when complete. ``--overwrite`` replaces an
+earlier export and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import secrets
+import shutil
+import sys
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from jdsr import files, layers
+from jdsr.config import model_config
+from jdsr.model import JDSR, abstract_model
+
+INPUT_SHAPE = 'b, 8*h, 8*w, 3'  # batch, height and width symbolic; H and W multiples of 8
+DEFAULT_PLATFORMS = ('cpu', 'cuda')
+JAX_FILE, WEIGHTS_FILE, SAVED_MODEL_DIR, INFO_FILE = (
+    'model.jax', 'weights.npz', 'saved_model', 'export.json')
+
+
+def conv_impl(platforms: Sequence[str]) -> str:
+  """The convolutions for ``platforms``: 'auto' (Winograd) for CPU alone, else XLA's."""
+  return 'auto' if tuple(platforms) == ('cpu',) else 'xla'
+
+
+def for_platforms(model: JDSR, platforms: Sequence[str]) -> JDSR:
+  """``model`` with the convolutions for ``platforms`` (``conv_impl``), the same weights."""
+  impl = conv_impl(platforms)
+  if model.config['conv_impl'] == impl:
+    return model
+  rebuilt = abstract_model(model_config(**{**model.config, 'conv_impl': impl}))
+  nnx.update(rebuilt, nnx.state(model))
+  return rebuilt
+
+
+def forward_fn(model: JDSR, tlsc: layers.TLSC | None
+               ) -> tuple[Callable[[dict, jax.Array], jax.Array], dict[str, np.ndarray]]:
+  """``(forward, weights)``: ``forward(weights, x)`` is ``model(x, tlsc=tlsc)``'s ×4 image.
+
+  ``weights`` maps each variable's path ('SRNet_upscale/conv1/kernel', ...) to its
+  value: plain arrays, so that the exported program needs nothing from flax.
+  """
+  graphdef, state = nnx.split(model)
+  flat = list(nnx.to_flat_state(state))
+  names = ['/'.join(str(k) for k in path) for path, _ in flat]
+  weights = {name: np.asarray(var.get_value()) for name, (_, var) in zip(names, flat)}
+
+  def forward(weights: dict, x: jax.Array) -> jax.Array:
+    values = [(path, var.replace(weights[name])) for name, (path, var) in zip(names, flat)]
+    return nnx.merge(graphdef, nnx.from_flat_state(values))(x, tlsc=tlsc)[1]
+
+  return forward, weights
+
+
+def export_jax(model: JDSR, *, tlsc: layers.TLSC | None = layers.TLSC(),
+               platforms: Sequence[str] = DEFAULT_PLATFORMS
+               ) -> tuple[jax.export.Exported, dict[str, np.ndarray]]:
+  """The ``jax.export.Exported`` forward pass (symbolic ``INPUT_SHAPE``) and its weights."""
+  forward, weights = forward_fn(for_platforms(model, platforms), tlsc)
+  specs = jax.tree.map(lambda w: jax.ShapeDtypeStruct(w.shape, w.dtype), weights)
+  x = jax.ShapeDtypeStruct(jax.export.symbolic_shape(INPUT_SHAPE), jnp.float32)
+  exported = jax.export.export(jax.jit(forward), platforms=tuple(platforms))(specs, x)
+  return exported, weights
+
+
+def save_saved_model(model: JDSR, path: str | os.PathLike, *,
+                     tlsc: layers.TLSC | None = layers.TLSC(),
+                     platforms: Sequence[str] = DEFAULT_PLATFORMS) -> None:
+  """Writes the forward pass as a TensorFlow SavedModel (jax2tf, native serialization)."""
+  import tensorflow as tf
+  from jax.experimental import jax2tf
+
+  forward, weights = forward_fn(for_platforms(model, platforms), tlsc)
+  converted = jax2tf.convert(forward, polymorphic_shapes=[None, f'({INPUT_SHAPE})'],
+                             native_serialization_platforms=tuple(platforms),
+                             with_gradient=False)
+  module = tf.Module()
+  module.weights = {k: tf.Variable(v, trainable=False, name=k.replace('/', '.'))
+                    for k, v in weights.items()}
+
+  @tf.function(autograph=False, input_signature=[
+      tf.TensorSpec([None, None, None, 3], tf.float32, name='x')])
+  def serve(x):
+    return {'sr': converted(module.weights, x)}
+
+  module.serve = serve
+  tf.saved_model.save(module, os.fspath(path), signatures={'serving_default': serve})
+
+
+def export(model: JDSR, out: str | os.PathLike, *, tlsc: layers.TLSC | None = layers.TLSC(),
+           platforms: Sequence[str] = DEFAULT_PLATFORMS, saved_model: bool = True,
+           overwrite: bool = False, source: str | None = None) -> pathlib.Path:
+  """Writes the export directory ``out`` (see the module docstring); returns its path.
+
+  ``overwrite`` replaces an earlier export (a directory with export.json), nothing else.
+  """
+  out = pathlib.Path(out).absolute()
+  if out.exists() or out.is_symlink():
+    if not overwrite:
+      raise FileExistsError(f'{out} exists; pass --overwrite to replace an earlier export')
+    if out.is_symlink() or not (out / INFO_FILE).is_file():
+      raise FileExistsError(f'{out} exists and is not a jdsr export: refusing to replace it')
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = out.parent / f'.{out.name}.tmp-{secrets.token_hex(4)}'
+  tmp.mkdir()  # the permissions of a normally made folder (mkdtemp's are private)
+  try:
+    exported, weights = export_jax(model, tlsc=tlsc, platforms=platforms)
+    files.atomic_write(tmp / JAX_FILE, exported.serialize())
+    files.atomic_write(tmp / WEIGHTS_FILE, lambda path: np.savez(path, **weights))
+    if saved_model:
+      save_saved_model(model, tmp / SAVED_MODEL_DIR, tlsc=tlsc, platforms=platforms)
+    info = {
+        'input': f'x: float32 ({INPUT_SHAPE}) in [0, 1]; H and W multiples of 8',
+        'output': 'sr: float32 (b, 32*h, 32*w, 3), the x4 deblurred image (not clipped)',
+        'tlsc': dataclasses.asdict(tlsc) if tlsc else None,
+        'dtype': 'float32',
+        'platforms': list(platforms),
+        'conv_impl': conv_impl(platforms),
+        'files': [JAX_FILE, WEIGHTS_FILE] + ([SAVED_MODEL_DIR] if saved_model else []),
+        'model_config': dict(model.config),
+        'checkpoint': source,
+        'jax_version': jax.__version__,
+    }
+    files.atomic_write(tmp / INFO_FILE, json.dumps(info, indent=2) + '\n')
+    if out.exists():  # an earlier export (checked above): moved aside, then removed
+      old = out.parent / f'.{out.name}.old-{secrets.token_hex(4)}'
+      os.replace(out, old)
+      os.replace(tmp, out)
+      shutil.rmtree(old)
+    else:
+      os.replace(tmp, out)
+  except BaseException:
+    shutil.rmtree(tmp, ignore_errors=True)
+    raise
+  return out
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(
+      prog='python -m jdsr.export',
+      description='Export a model as a jax.export program and a TensorFlow SavedModel.')
+  parser.add_argument('--checkpoint', required=True,
+                      help='official .pth (the paper\'s architecture; convert others with '
+                           'jdsr.convert first), jdsr checkpoint directory or training workdir')
+  parser.add_argument('--out', required=True, help='the export directory to write')
+  parser.add_argument('--notlsc', action='store_true', help='export without TLSC')
+  parser.add_argument('--platforms', default=','.join(DEFAULT_PLATFORMS),
+                      help='comma-separated: cpu, cuda, rocm, tpu (default: cpu,cuda)')
+  parser.add_argument('--no_saved_model', action='store_true',
+                      help='write the jax.export program only (no TensorFlow needed)')
+  parser.add_argument('--overwrite', action='store_true', help='replace an earlier export')
+  args = parser.parse_args(argv)
+  platforms = tuple(p.strip() for p in args.platforms.split(',') if p.strip())
+
+  from jdsr import checkpoints
+
+  try:
+    source = checkpoints.resolve(args.checkpoint).absolute()
+    out = pathlib.Path(args.out).absolute()
+    if out == source or out in source.parents or source in out.parents:
+      raise checkpoints.CheckpointError(f'{args.out}: that is, holds or is inside the input '
+                                        'checkpoint; choose another --out')
+    model = checkpoints.load(source)
+    out = export(model, out, tlsc=None if args.notlsc else layers.TLSC(), platforms=platforms,
+                 saved_model=not args.no_saved_model, overwrite=args.overwrite,
+                 source=str(args.checkpoint))
+  except (ValueError, OSError) as e:  # CheckpointError, FileExistsError, ...: one line
+    print(f'error: {e}', file=sys.stderr)
+    return 1
+  print(f'wrote {out}: {JAX_FILE}, {WEIGHTS_FILE}'
+        + (f', {SAVED_MODEL_DIR}/' if not args.no_saved_model else '') + f', {INFO_FILE}')
+  return 0
+
+
+def run() -> None:
+  """The ``jdsr-export`` console script."""
+  sys.exit(main())
+
+
+if __name__ == '__main__':
+  run()
