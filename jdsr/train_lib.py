@@ -333,7 +333,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     batches = lambda start: pipeline.as_numpy(pipeline.train_batches(
         source, batch_size=per_host, seed=config.seed, start=start,
         lr_size=config.data.lr_size, scale=config.model.scale,
-        shard=(jax.process_index(), jax.process_count())))
+        shard=(jax.process_index(), jax.process_count()), keys=phase.batch_keys))
   data = _on_device(batches(start * per_host), sharded, phase.batch_keys,
                     jax.local_device_count() * config.microbatches)
 

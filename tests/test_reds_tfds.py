@@ -36,20 +36,20 @@ def _pixels(path: pathlib.Path) -> np.ndarray:
   return np.asarray(Image.open(path).convert('RGB'))
 
 
-@pytest.mark.parametrize('config, sizes', [
-    ('val', {'validation': 6, 'val300': 4}),
-    ('train', {'train': 6}),
+@pytest.mark.parametrize('config, sizes, version', [
+    ('val', {'validation': 6, 'val300': 4}, '1.0.0'),
+    ('train', {'train': 6}, '2.0.0'),
 ])
-def test_prepares_splits_with_sizes(manual_dir, tmp_path, config, sizes):
+def test_prepares_splits_with_sizes(manual_dir, tmp_path, config, sizes, version):
   builder = _prepare(config, manual_dir, tmp_path / 'data')
   assert {name: info.num_examples for name, info in builder.info.splits.items()} == sizes
-  assert str(builder.info.version) == '1.0.0'
+  assert str(builder.info.version) == version
 
 
 def test_examples_are_the_png_files(manual_dir, tmp_path):
   data_dir = tmp_path / 'data'
-  expected = {f.id: f for f in reds.list_frames(manual_dir, 'train', with_sharp_lr=True)}
-  examples = list(tfds.as_numpy(reds_tfds.load('train', manual_dir, data_dir)))
+  expected = {f.id: f for f in reds.list_frames(manual_dir, 'val')}
+  examples = list(tfds.as_numpy(reds_tfds.load('validation', manual_dir, data_dir)))
   assert [e['id'].decode() for e in examples] == sorted(expected)
   assert examples[0]['id'] == b'000_00000009'
   for example in examples:
@@ -58,7 +58,8 @@ def test_examples_are_the_png_files(manual_dir, tmp_path):
     assert example['sharp_hr'].shape == (LR_SIZE[0] * 4, LR_SIZE[1] * 4, 3)
     np.testing.assert_array_equal(example['blur_lr'], _pixels(frame.blur_lr))
     np.testing.assert_array_equal(example['sharp_hr'], _pixels(frame.sharp_hr))
-    np.testing.assert_array_equal(example['sharp_lr'], _pixels(frame.sharp_lr))
+  with pytest.raises(reds.REDSError, match='train_source'):
+    reds_tfds.load('train', manual_dir, data_dir)
 
   val300 = list(tfds.as_numpy(reds_tfds.load('val300', manual_dir, data_dir)))
   assert [e['id'].decode() for e in val300] == [
@@ -107,3 +108,42 @@ def test_train_source_is_random_access(manual_dir, tmp_path):
     assert (example['id'].decode() if isinstance(example['id'], bytes) else example['id']) == frame.id
     for key in ('blur_lr', 'sharp_lr', 'sharp_hr'):
       np.testing.assert_array_equal(example[key], _pixels(getattr(frame, key)))
+
+
+def test_train_crops_decode_only_what_they_use(manual_dir, tmp_path, monkeypatch):
+  """load_crop decodes only the phase's images and the tiles the crop covers: others may be garbage."""
+  monkeypatch.setattr(reds_tfds, 'LR_TILE', 4)  # 2×3 tiles of the 8×12 LR frames
+  source = reds_tfds.train_source(manual_dir, tmp_path / 'data')
+  full = source.load(1, epoch=0)
+  record = dict(source.records[1])
+  assert len(record['sharp_hr']) == len(record['blur_lr']) == 6
+  record['sharp_hr'] = np.array([b'not a png'] * 6, dtype=object)
+  record['blur_lr'] = record['blur_lr'].copy()
+  record['blur_lr'][0] = b'not a png'  # rows 0-3, columns 0-3: not under the crop
+  broken = reds_tfds.TrainSource([record] * 2)
+  crop = broken.load_crop(1, 0, (3, 5), 4, ('blur_lr', 'sharp_lr'), scale=4)  # phase 1: no HR
+  assert set(crop) == {'id', 'blur_lr', 'sharp_lr'}
+  np.testing.assert_array_equal(crop['blur_lr'], full['blur_lr'][3:7, 5:9])  # 3 % 5, 5 % 9
+  np.testing.assert_array_equal(crop['sharp_lr'], full['sharp_lr'][3:7, 5:9])
+  with pytest.raises(Exception):
+    broken.load_crop(1, 0, (3, 5), 4, ('blur_lr', 'sharp_hr'), scale=4)
+  with pytest.raises(ValueError, match='000_00000019: the LR image .* smaller than the 16x16 crop'):
+    source.load_crop(1, 0, (0, 0), 16, ('blur_lr',), scale=4)
+
+
+def test_tiled_batches_equal_full_frame_batches(manual_dir, tmp_path, monkeypatch):
+  """The tiled source and crop_and_augment on whole frames give the very same batches."""
+  from jdsr.data import pipeline
+
+  monkeypatch.setattr(reds_tfds, 'LR_TILE', 4)
+  tiled = reds_tfds.train_source(manual_dir, tmp_path / 'data')
+  whole = pipeline.SequenceSource([tiled.load(i, 0) for i in range(len(tiled))])
+  for keys in (('blur_lr', 'sharp_lr'), ('blur_lr', 'sharp_hr'), pipeline.IMAGE_KEYS):
+    run = lambda source: list(pipeline.as_numpy(pipeline.train_batches(
+        source, batch_size=2, seed=3, start=2, lr_size=4, keys=keys, epochs=2)))
+    got, want = run(tiled), run(whole)
+    assert len(got) == len(want) == 5  # (2·6 - 2) // 2
+    for a, b in zip(got, want):
+      assert set(a) == set(keys) | {'id'}
+      for key in a:
+        np.testing.assert_array_equal(a[key], b[key])

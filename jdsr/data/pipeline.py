@@ -3,20 +3,20 @@
 A training example is a dict of three images of one scene, H×W×3, uint8 or
 float in [0, 1]: 'blur_lr' (the blurry LR input), 'sharp_lr' (the phase-1
 target) and 'sharp_hr' (scale·H × scale·W), and 'id'. Examples come from a
-random-access ``Source``: ``SequenceSource`` over any sequence of examples (a
-list in memory, or the REDS tfds data source of
-``jdsr.data.reds_tfds.train_source``), or ``PhotoSource`` over a folder of sharp
-photos degraded on the fly.
+random-access ``Source``: REDS train (``jdsr.data.reds_tfds.TrainSource``, whose
+crops decode only the tiles they cover), ``SequenceSource`` over any sequence of
+examples (a list in memory), or ``PhotoSource`` over a folder of sharp photos
+degraded on the fly.
 
 * ``shard_order``: which (epoch, index) this host loads next: its shard of the
   indices, a new seeded permutation every epoch, from any position on.
 * ``crop_and_augment``: a lr_size² LR crop at a random (h, w), the HR crop at
   (scale·h, scale·w) and the same crop of the sharp LR, then one of the 8
   dihedral transforms (bit 0 flip W, bit 1 flip H, bit 2 transpose, as
-  ``jdsr.inference.dihedral``) on all three; float32 in [0, 1]. Stateless:
-  the same seed gives the same crop and transform.
-* ``train_batches``: load in that order, crop and augment (seed from (seed,
-  element index)), batch, prefetch. A pure function of its arguments, so a
+  ``jdsr.inference.dihedral``) on all three; cropped first, then float32 in
+  [0, 1]. Stateless: the same seed gives the same crop and transform.
+* ``train_batches``: load in that order only the images the phase uses, crop
+  and augment (seed from (seed, element index)), in parallel, batch, prefetch. A pure function of its arguments, so a
   resumed run asks for ``start=`` the elements it has consumed and gets the
   very batches it would have had: nothing is read to skip the rest.
 * ``as_numpy``: the batches as dicts of NumPy arrays, for JAX.
@@ -65,21 +65,56 @@ def dihedral(image: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
   return tf.cond(k >= 4, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
 
 
+def crop_origin(draws: tuple[int, int], lr_shape: tuple[int, int], size: int,
+                name: str = 'an example') -> tuple[int, int]:
+  """The LR crop's (top, left) for two random draws in [0, 2**31 - 1): uniform over every corner that fits.
+
+  The crop of ``crop_and_augment`` and of a source's ``load_crop``: the same
+  draws give the same crop either way. An image smaller than the crop is a
+  ValueError naming it.
+  """
+  h, w = (int(n) for n in lr_shape)
+  if h < size or w < size:
+    raise ValueError(f'{name}: the LR image (H W [{h} {w}]) is smaller than the {size}x{size} crop '
+                     '(config.data.lr_size)')
+  return int(draws[0]) % (h - size + 1), int(draws[1]) % (w - size + 1)
+
+
+def _draws(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+  """The crop's two draws (int32 in [0, 2**31 - 1)) and the dihedral transform k (0 to 7) of ``seed``."""
+  h_seed, w_seed, k_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+  draw = lambda s: tf.random.stateless_uniform([], s, 0, 2**31 - 1, dtype=tf.int32)
+  k = tf.random.stateless_uniform([], k_seed, 0, 8, dtype=tf.int32)
+  return draw(h_seed), draw(w_seed), k
+
+
+def _finish(crops: dict, k: tf.Tensor, lr_size: int, scale: int) -> dict:
+  """The dihedral transform k of each image crop, then float32 in [0, 1]: crop first, convert after."""
+  out = dict(crops)
+  for key in IMAGE_KEYS:
+    if key in out:
+      size = lr_size * scale if key == 'sharp_hr' else lr_size
+      out[key] = tf.ensure_shape(_to_float(dihedral(out[key], k)), [size, size, 3])
+  return out
+
+
 def crop_and_augment(example: dict, seed: tf.Tensor, lr_size: int = 64, scale: int = 4) -> dict:
-  """Aligned random crops of 'blur_lr', 'sharp_lr' (lr_size²) and 'sharp_hr' ((scale·lr_size)²), one dihedral transform.
+  """Aligned random crops of 'blur_lr', 'sharp_lr' (lr_size²) and 'sharp_hr' ((scale·lr_size)², one dihedral transform.
 
   ``seed``: shape [2] integer, for the stateless random ops. The crop's top-left
-  corner is uniform over every LR position that fits; the HR crop is at scale×
-  that corner. The images may be uint8, uint16 (converted as ``jdsr.pixels.to_float``
-  does) or float; returns float32 in [0, 1]; other keys (such as 'id') pass
-  through. An image smaller than its crop, or an HR image that is not scale× the
-  LR, is an error (see the module docstring).
+  corner is uniform over every LR position that fits (``crop_origin``); the HR
+  crop is at scale× that corner. 'blur_lr' is required, the other two are
+  cropped if present. The images may be uint8, uint16 (converted as
+  ``jdsr.pixels.to_float`` does) or float; they are cropped first and returned
+  as float32 in [0, 1]; other keys (such as 'id') pass through. An image smaller
+  than its crop, or an HR image that is not scale× the LR, is an error (see the
+  module docstring).
   """
   hr_size = lr_size * scale
-  images = {key: _to_float(example[key]) for key in IMAGE_KEYS}
-  for key in ('blur_lr', 'sharp_lr'):
-    _check_static(key, images[key].shape, lr_size)
-  _check_static('sharp_hr', images['sharp_hr'].shape, hr_size)
+  keys = [key for key in IMAGE_KEYS if key in example]
+  images = {key: tf.convert_to_tensor(example[key]) for key in keys}
+  for key in keys:
+    _check_static(key, images[key].shape, hr_size if key == 'sharp_hr' else lr_size)
 
   lr_shape = tf.shape(images['blur_lr'])[:2]
   name = example.get('id', tf.constant('an example'))
@@ -90,28 +125,26 @@ def crop_and_augment(example: dict, seed: tf.Tensor, lr_size: int = 64, scale: i
     message = tf.strings.format('{}: ' + problem, [name, lr_shape], summarize=-1)
     return tf.debugging.Assert(tf.reduce_all(condition), [message])
 
-  checks = [
-      check(lr_shape >= lr_size, f'the LR image (H W {{}}) is smaller than the {lr_size}x{lr_size} '
-            'crop (config.data.lr_size)'),
-      check(tf.shape(images['sharp_lr'])[:2] == lr_shape,
-            'sharp_lr and blur_lr (H W {}) differ in size'),
-      check(tf.shape(images['sharp_hr'])[:2] == lr_shape * scale,
-            f'sharp_hr is not {scale}x the LR size (H W {{}})'),
-  ]
+  checks = [check(lr_shape >= lr_size, f'the LR image (H W {{}}) is smaller than the {lr_size}x{lr_size} '
+                  'crop (config.data.lr_size)')]
+  if 'sharp_lr' in images:
+    checks.append(check(tf.shape(images['sharp_lr'])[:2] == lr_shape,
+                        'sharp_lr and blur_lr (H W {}) differ in size'))
+  if 'sharp_hr' in images:
+    checks.append(check(tf.shape(images['sharp_hr'])[:2] == lr_shape * scale,
+                        f'sharp_hr is not {scale}x the LR size (H W {{}})'))
   with tf.control_dependencies(checks):
-    h_seed, w_seed, k_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-    h = tf.random.stateless_uniform([], h_seed, 0, lr_shape[0] - lr_size + 1, dtype=tf.int32)
-    w = tf.random.stateless_uniform([], w_seed, 0, lr_shape[1] - lr_size + 1, dtype=tf.int32)
-  k = tf.random.stateless_uniform([], k_seed, 0, 8, dtype=tf.int32)
+    draw_h, draw_w, k = _draws(seed)
+    h = draw_h % (lr_shape[0] - lr_size + 1)
+    w = draw_w % (lr_shape[1] - lr_size + 1)
 
   out = dict(example)
-  for key in ('blur_lr', 'sharp_lr'):
-    out[key] = images[key][h:h + lr_size, w:w + lr_size]
-  out['sharp_hr'] = images['sharp_hr'][scale * h:scale * h + hr_size, scale * w:scale * w + hr_size]
-  for key in IMAGE_KEYS:
-    size = hr_size if key == 'sharp_hr' else lr_size
-    out[key] = tf.ensure_shape(dihedral(out[key], k), [size, size, 3])
-  return out
+  for key in keys:
+    if key == 'sharp_hr':
+      out[key] = images[key][scale * h:scale * h + hr_size, scale * w:scale * w + hr_size]
+    else:
+      out[key] = images[key][h:h + lr_size, w:w + lr_size]
+  return _finish(out, k, lr_size, scale)
 
 
 def photo_seed(seed: int, epoch: int, index: int) -> int:
@@ -123,9 +156,18 @@ class Source(Protocol):
   """Random access to training examples: ``len(source)`` of them, ``source.load(index, epoch)``.
 
   ``load`` returns a dict of 'blur_lr', 'sharp_lr' (H×W×3) and 'sharp_hr'
-  (scale·H × scale·W × 3), uint8 or float in [0, 1], and 'id' (str or bytes).
-  ``epoch`` lets a source vary an example from epoch to epoch (new blur kernels).
+  (scale·H × scale·W × 3) and 'id' (str or bytes); the images are of the
+  source's ``dtype``: uint8, or float32 in [0, 1]. ``epoch`` lets a source vary
+  an example from epoch to epoch (new blur kernels).
+
+  A source may also have ``load_crop(index, epoch, draws, size, keys, scale)``:
+  only the images ``keys`` of the example, cropped to size² (LR) and
+  (scale·size)² (HR) at ``crop_origin(draws, lr_shape, size, id)``, uint8,
+  and 'id'. ``train_batches`` then uses it, to decode no more than the crop
+  (``jdsr.data.reds_tfds.TrainSource``).
   """
+
+  dtype: type
 
   def __len__(self) -> int: ...
 
@@ -133,14 +175,17 @@ class Source(Protocol):
 
 
 class SequenceSource:
-  """Random access over a sequence of example dicts, the same every epoch.
+  """Random access over a sequence of example dicts, the same every epoch (a list in memory, say).
 
-  A list in memory, or a tfds split's ``builder.as_data_source(split)`` (REDS train).
-  The sequence is kept as it is, not copied.
+  The sequence is kept as it is, not copied. ``dtype`` is that of the first
+  example's images: uint8, else float32 (other dtypes are converted as
+  ``jdsr.pixels.to_float`` does).
   """
 
   def __init__(self, examples: Sequence[dict]):
     self.examples = examples
+    first = np.asarray(examples[0]['blur_lr']) if len(examples) else np.zeros(0, np.uint8)
+    self.dtype = np.uint8 if first.dtype == np.uint8 else np.float32
 
   def __len__(self) -> int:
     return len(self.examples)
@@ -158,6 +203,8 @@ class PhotoSource:
   ``jdsr.data.degrade.Degradation()``): every epoch sees new blur kernels,
   reproducibly. 'id' is the file name. An empty folder is a ValueError.
   """
+
+  dtype = np.float32  # the degraded images are not quantized
 
   def __init__(self, folder: str | os.PathLike | Sequence[str | os.PathLike],
                degradation: Degrader, seed: int):
@@ -177,23 +224,61 @@ class PhotoSource:
             'id': self.paths[index].name}
 
 
-def examples(source: Source, order: tf.data.Dataset) -> tf.data.Dataset:
-  """``source.load`` mapped over a dataset of (epoch, index) pairs: dicts of float32 images and 'id'."""
+def _name(example: dict, index) -> bytes:
+  name = example.get('id', str(int(index)))
+  return name if isinstance(name, bytes) else str(name).encode()
+
+
+def examples(source: Source, order: tf.data.Dataset, keys: Sequence[str] = IMAGE_KEYS
+             ) -> tf.data.Dataset:
+  """``source.load`` mapped over a dataset of (epoch, index) pairs: dicts of the images ``keys`` and 'id'.
+
+  The images keep the source's ``dtype`` (uint8 or float32): convert after cropping.
+  """
+  dtype = np.dtype(source.dtype)
 
   def load(epoch: np.int64, index: np.int64) -> tuple[np.ndarray, ...]:
     example = source.load(int(index), int(epoch))
-    name = example.get('id', str(int(index)))
-    name = name if isinstance(name, bytes) else str(name).encode()
-    return (*(pixels.to_float(example[key]) for key in IMAGE_KEYS), name)
+    name = _name(example, index)
+    images = [np.asarray(example[key]) for key in keys]
+    if dtype == np.uint8:
+      if any(image.dtype != np.uint8 for image in images):
+        raise TypeError(f'{name.decode(errors="replace")}: the source\'s images are uint8, this '
+                        f'example has {", ".join(str(i.dtype) for i in images)}')
+    else:
+      images = [pixels.to_float(image) for image in images]
+    return (*images, name)
 
   def to_dict(epoch: tf.Tensor, index: tf.Tensor) -> dict:
-    *images, name = tf.numpy_function(load, [epoch, index], [tf.float32] * 3 + [tf.string],
-                                      stateful=False)
-    out = {key: tf.ensure_shape(image, [None, None, 3]) for key, image in zip(IMAGE_KEYS, images)}
+    *images, name = tf.numpy_function(load, [epoch, index], [tf.as_dtype(dtype)] * len(keys)
+                                      + [tf.string], stateful=False)
+    out = {key: tf.ensure_shape(image, [None, None, 3]) for key, image in zip(keys, images)}
     out['id'] = tf.ensure_shape(name, [])
     return out
 
   return order.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _crops(source: Source, keys: Sequence[str], lr_size: int, scale: int
+           ) -> Callable[[tf.Tensor, tuple, tf.Tensor], dict]:
+  """(j, (epoch, index), seed) -> the augmented crops of ``source.load_crop``: ``crop_and_augment``'s crop."""
+
+  def load(epoch: np.int64, index: np.int64, draw_h: np.int32, draw_w: np.int32):
+    example = source.load_crop(int(index), int(epoch), (int(draw_h), int(draw_w)), lr_size, keys,
+                               scale)
+    return (*(example[key] for key in keys), _name(example, index))
+
+  def crop(j: tf.Tensor, order: tuple, seed: tf.Tensor) -> dict:
+    del j
+    epoch, index = order
+    draw_h, draw_w, k = _draws(seed)
+    *images, name = tf.numpy_function(load, [epoch, index, draw_h, draw_w],
+                                      [tf.uint8] * len(keys) + [tf.string], stateful=False)
+    out = {key: image for key, image in zip(keys, images)}
+    out['id'] = tf.ensure_shape(name, [])
+    return _finish(out, k, lr_size, scale)
+
+  return crop
 
 
 def shard_order(size: int, *, seed: int, shard: tuple[int, int] = (0, 1), start: int = 0,
@@ -225,9 +310,9 @@ def shard_order(size: int, *, seed: int, shard: tuple[int, int] = (0, 1), start:
 
 
 def train_batches(source: Source, *, batch_size: int, seed: int, start: int = 0, lr_size: int = 64,
-                  scale: int = 4, shard: tuple[int, int] = (0, 1), epochs: int | None = None
-                  ) -> tf.data.Dataset:
-  """Batches of aligned, augmented training crops: dicts of float32 N×H×W×3 and 'id'.
+                  scale: int = 4, shard: tuple[int, int] = (0, 1), epochs: int | None = None,
+                  keys: Sequence[str] = IMAGE_KEYS, threads: int | None = None) -> tf.data.Dataset:
+  """Batches of aligned, augmented training crops: dicts of float32 N×H×W×3 (``keys``) and 'id'.
 
   The examples come in ``shard_order``; the j-th (counting from the first
   element of epoch 0, so ``start`` included) is cropped with seed
@@ -235,19 +320,32 @@ def train_batches(source: Source, *, batch_size: int, seed: int, start: int = 0,
   ``train_batches(..., start=k·batch_size)`` gives exactly the batches after
   the k-th: the data-iterator position of a resumed run. Incomplete batches
   are dropped.
+
+  ``keys``: the images a phase uses ('blur_lr' and its targets); a source with
+  ``load_crop`` decodes only those, and only the crop of each, with the same
+  crops as ``load`` + ``crop_and_augment``. Loading runs in parallel on
+  ``threads`` threads (None: tf.data's own, on every core).
   """
+  keys = tuple(key for key in IMAGE_KEYS if key in keys)
+  if 'blur_lr' not in keys:
+    raise ValueError(f"keys must include 'blur_lr', got {keys}")
   order = shard_order(len(source), seed=seed, shard=shard, start=start, epochs=epochs)
   base = tf.constant([seed, 0], tf.int64)
+  seed_of = lambda j: tf.random.experimental.stateless_fold_in(base, j)
+  parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
-  def crop(j: tf.Tensor, example: dict) -> dict:
-    return crop_and_augment(example, tf.random.experimental.stateless_fold_in(base, j),
-                            lr_size, scale)
-
-  ds = examples(source, order).enumerate(start=start)
-  ds = ds.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if hasattr(source, 'load_crop'):
+    crop = _crops(source, keys, lr_size, scale)
+    ds = order.enumerate(start=start).map(lambda j, o: crop(j, o, seed_of(j)), **parallel)
+  else:
+    ds = examples(source, order, keys).enumerate(start=start)
+    ds = ds.map(lambda j, e: crop_and_augment(e, seed_of(j), lr_size, scale), **parallel)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True
+  if threads is not None:
+    options.threading.private_threadpool_size = threads
+    options.threading.max_intra_op_parallelism = 1
   return ds.with_options(options)
 
 

@@ -18,26 +18,40 @@ only its own downloads and nothing is stored twice or made up:
   'sharp_hr'. (Validation during training reads the folders directly, with
   val_sharp_bicubic when it was downloaded: ``jdsr.data.sources``.)
 * ``reds/train``: split 'train' (24,000 frames), from train_blur_bicubic,
-  train_sharp and train_sharp_bicubic. Features 'id', 'blur_lr', 'sharp_hr'
-  and 'sharp_lr' (the phase-1 target).
+  train_sharp and train_sharp_bicubic, for training: read it with
+  ``train_source``. Features 'id', 'lr_shape' (H, W) and, for 'blur_lr',
+  'sharp_lr' (the phase-1 target) and 'sharp_hr', the PNG bytes of the image's
+  tiles (``jdsr.data.tiles``: LR tiles of ``LR_TILE``², HR tiles of
+  (4·``LR_TILE``)², the same grid), so that a training crop decodes only the
+  tiles it covers, and a phase only the images it uses. The tiles take a few
+  percent more room than the frames' own PNGs (``benchmarks/input_pipeline.py``
+  prints the ratio). Preparing re-encodes every frame, on all cores.
 
-'id' is the frame's 'SSS_FFFFFFFF' (also the example key); the images are
-uint8 H×W×3, stored as the PNG bytes of the files, not re-encoded. Examples
-are stored and read back in id order (``disable_shuffling``). A folder
-missing for the config being prepared raises ``reds.REDSError`` naming it,
-before anything is written; frames are paired by ``reds.list_frames``.
+'id' is the frame's 'SSS_FFFFFFFF' (also the example key). The images of
+``reds/val`` are uint8 H×W×3, stored as the PNG bytes of the files, not
+re-encoded. Examples are stored and read back in id order
+(``disable_shuffling``). A folder missing for the config being prepared raises
+``reds.REDSError`` naming it, before anything is written; frames are paired by
+``reds.list_frames``.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import itertools
 import logging
 import os
-from typing import Iterator
+from typing import Iterable, Iterator, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
+from PIL import Image
 
-from jdsr.data import reds
+from jdsr.data import pipeline, reds, tiles
+
+LR_TILE = 32  # LR pixels; HR tiles are reds.SCALE× that
+IMAGE_KEYS = ('blur_lr', 'sharp_lr', 'sharp_hr')
 
 SPLITS = {'train': ('train',), 'val': ('validation', 'val300')}  # config -> splits
 _EXPECTED = {'train': reds.EXPECTED['train'], 'validation': reds.EXPECTED['val'],
@@ -63,18 +77,24 @@ class Reds(tfds.core.GeneratorBasedBuilder):
   """REDS blurry LR / sharp HR (/ sharp LR) frames for joint deblurring and 4x SR."""
 
   VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release: configs val (validation, val300) and train.'}
+  RELEASE_NOTES = {'1.0.0': 'Initial release: configs val (validation, val300) and train.',
+                   '2.0.0': 'train: the images as PNG tiles, for cheap training crops.'}
   BUILDER_CONFIGS = [
-      tfds.core.BuilderConfig(name='val', description='validation and val300: blur LR, sharp HR.'),
-      tfds.core.BuilderConfig(name='train', description='train: blur LR, sharp HR, sharp LR.'),
+      tfds.core.BuilderConfig(name='val', version='1.0.0',
+                              description='validation and val300: blur LR, sharp HR.'),
+      tfds.core.BuilderConfig(name='train', version='2.0.0',
+                              description='train: blur LR, sharp HR, sharp LR, as PNG tiles.'),
   ]
   MANUAL_DOWNLOAD_INSTRUCTIONS = MANUAL_DOWNLOAD_INSTRUCTIONS
 
   def _info(self) -> tfds.core.DatasetInfo:
-    image = lambda: tfds.features.Image(shape=(None, None, 3), encoding_format='png')
-    features = {'id': tfds.features.Text(), 'blur_lr': image(), 'sharp_hr': image()}
     if self.builder_config.name == 'train':
-      features['sharp_lr'] = image()
+      tiled = lambda: tfds.features.Tensor(shape=(None,), dtype=np.object_)  # PNG bytes
+      features = {'id': tfds.features.Text(), 'lr_shape': tfds.features.Tensor(shape=(2,), dtype=np.int32),
+                  **{key: tiled() for key in IMAGE_KEYS}}
+    else:
+      image = lambda: tfds.features.Image(shape=(None, None, 3), encoding_format='png')
+      features = {'id': tfds.features.Text(), 'blur_lr': image(), 'sharp_hr': image()}
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict(features),
         homepage='https://seungjunnah.github.io/Datasets/reds.html',
@@ -94,12 +114,95 @@ class Reds(tfds.core.GeneratorBasedBuilder):
     return {split: self._generate_examples(listed) for split, listed in frames.items()}
 
   def _generate_examples(self, frames: list[reds.Frame]) -> Iterator[tuple[str, dict]]:
+    if self.builder_config.name == 'train':
+      yield from _in_parallel(_tiled_example, frames)
+      return
     for frame in frames:
       example = {'id': frame.id, 'blur_lr': os.fspath(frame.blur_lr),
                  'sharp_hr': os.fspath(frame.sharp_hr)}
       if frame.sharp_lr is not None:
         example['sharp_lr'] = os.fspath(frame.sharp_lr)
       yield frame.id, example
+
+
+def _read(path: os.PathLike) -> np.ndarray:
+  with Image.open(path) as image:
+    return np.asarray(image.convert('RGB'))
+
+
+def _tiled_example(frame: reds.Frame) -> tuple[str, dict]:
+  """A reds/train example: the frame's three images as tiles on one grid."""
+  images = {key: _read(getattr(frame, key)) for key in IMAGE_KEYS}
+  lr_shape = images['blur_lr'].shape[:2]
+  for key, image in images.items():
+    factor = reds.SCALE if key == 'sharp_hr' else 1
+    if image.shape[:2] != (factor * lr_shape[0], factor * lr_shape[1]):
+      raise reds.REDSError(f'{frame.id}: {key} is {image.shape[0]}×{image.shape[1]}, expected '
+                           f'{factor}× the blur LR\'s {lr_shape[0]}×{lr_shape[1]}: {getattr(frame, key)}')
+  example = {key: np.array(tiles.encode(image, _tile(key)), dtype=object)
+             for key, image in images.items()}
+  return frame.id, {'id': frame.id, 'lr_shape': np.array(lr_shape, np.int32), **example}
+
+
+def _tile(key: str) -> int:
+  return LR_TILE * (reds.SCALE if key == 'sharp_hr' else 1)
+
+
+def _in_parallel(fn, items: Sequence, window: int = 64) -> Iterator:
+  """``map(fn, items)`` in order, on all cores (Pillow codes without the GIL), at most ``window`` ahead."""
+  with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+    items = iter(items)
+    queue = [pool.submit(fn, item) for item in itertools.islice(items, window)]
+    while queue:
+      result = queue.pop(0).result()
+      queue.extend(pool.submit(fn, item) for item in itertools.islice(items, 1))
+      yield result
+
+
+class TrainSource:
+  """REDS train (``reds/train``) for ``jdsr.data.pipeline``: random access, crops from tiles.
+
+  ``load_crop`` reads one record and decodes only the tiles of the images the
+  phase uses that the crop covers; ``load`` decodes whole frames. Images are
+  uint8.
+  """
+
+  dtype = np.uint8
+
+  def __init__(self, data_source: Sequence[dict]):
+    self.records = data_source
+
+  def __len__(self) -> int:
+    return len(self.records)
+
+  def _record(self, index: int) -> tuple[dict, str, tuple[int, int]]:
+    record = self.records[index]
+    name = record['id']
+    return record, name.decode() if isinstance(name, bytes) else str(name), tuple(
+        int(n) for n in record['lr_shape'])
+
+  def load(self, index: int, epoch: int) -> dict:
+    del epoch
+    record, name, (h, w) = self._record(index)
+    out = {'id': name}
+    for key in IMAGE_KEYS:
+      factor = reds.SCALE if key == 'sharp_hr' else 1
+      out[key] = tiles.decode(record[key], (factor * h, factor * w), _tile(key))
+    return out
+
+  def load_crop(self, index: int, epoch: int, draws: tuple[int, int], size: int,
+                keys: Iterable[str], scale: int) -> dict:
+    del epoch
+    record, name, (h, w) = self._record(index)
+    if scale != reds.SCALE:
+      raise ValueError(f'REDS is a ×{reds.SCALE} dataset; config.model.scale is {scale}')
+    top, left = pipeline.crop_origin(draws, (h, w), size, name)
+    out = {'id': name}
+    for key in keys:
+      factor = reds.SCALE if key == 'sharp_hr' else 1
+      out[key] = tiles.decode(record[key], (factor * h, factor * w), _tile(key), factor * top,
+                              factor * left, factor * size, factor * size)
+    return out
 
 
 def _builder(split: str, data_dir: reds.PathLike, file_format: str | None = None) -> Reds:
@@ -115,27 +218,27 @@ def _prepare(builder: Reds, manual_dir: reds.PathLike) -> None:
       download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
 
 
-def train_source(manual_dir: reds.PathLike, data_dir: reds.PathLike):
-  """REDS train as a random-access ``jdsr.data.pipeline.SequenceSource``, for training.
+def train_source(manual_dir: reds.PathLike, data_dir: reds.PathLike) -> TrainSource:
+  """REDS train as a random-access ``TrainSource``, for training.
 
   Prepares ``reds/train`` from ``manual_dir`` first if needed, in the
   ArrayRecord format, which allows random access (and so resuming a run
-  without reading what it skips) but not ``as_dataset``: it goes to
-  ``data_dir/array_record``, beside the TFRecord copy ``load`` uses.
+  without reading what it skips): it goes to ``data_dir/array_record``.
   """
-  from jdsr.data import pipeline
-
   builder = _builder('train', os.path.join(data_dir, 'array_record'), file_format='array_record')
   _prepare(builder, manual_dir)
-  return pipeline.SequenceSource(builder.as_data_source(split='train'))
+  return TrainSource(builder.as_data_source(split='train'))
 
 
 def load(split: str, manual_dir: reds.PathLike, data_dir: reds.PathLike) -> tf.data.Dataset:
-  """The REDS ``split`` ('train', 'validation' or 'val300') as a dict dataset, in id order.
+  """The REDS ``split`` ('validation' or 'val300') as a dict dataset, in id order.
 
-  Prepares its config (``reds/train`` or ``reds/val``) into ``data_dir`` from
-  ``manual_dir`` first if needed; once prepared, ``manual_dir`` is not read.
+  Prepares ``reds/val`` into ``data_dir`` from ``manual_dir`` first if needed;
+  once prepared, ``manual_dir`` is not read. (The training split is read
+  with ``train_source``.)
   """
+  if split == 'train':
+    raise reds.REDSError("split 'train' is read with train_source (random access, tiles), not load")
   builder = _builder(split, data_dir)
   _prepare(builder, manual_dir)
   return builder.as_dataset(split=split, shuffle_files=False)
