@@ -45,13 +45,15 @@ flags.DEFINE_string('reference_outputs', None,
                     "Folder of the official test script's outputs: report the PSNR between "
                     'them and ours, image by image.')
 flags.DEFINE_integer('limit', None, 'Only the first N images (0: all).')
+flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
+                  "The convolutions' dtype: bfloat16 is mixed precision, meant for GPUs and TPUs.")
 flags.DEFINE_bool('compilation_cache', True,
                   'Keep compiled programs in a persistent cache (~/.cache/jdsr/jax, or '
                   '$JAX_COMPILATION_CACHE_DIR), so that the next run does not compile again.')
 FLAGS = flags.FLAGS
 _SHORTHANDS = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'target_dir', 'tlsc',
                'ensemble', 'tile', 'output_dir', 'save_images', 'save_figures',
-               'reference_outputs', 'limit')
+               'reference_outputs', 'limit', 'dtype')
 
 
 def main(argv):

@@ -28,6 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.ensemble = False
   config.tile = config_dict.placeholder(int)  # input tile size; None: automatic (above 256 px), 0: never
   config.max_output_megapixels = 256.0  # larger outputs are refused up front (memory)
+  config.dtype = 'float32'  # the convolutions': 'float32' or 'bfloat16' (mixed precision)
   config.output_dir = 'eval_out'
   config.save_images = True
   config.save_figures = True

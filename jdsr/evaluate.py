@@ -103,6 +103,7 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
   """
   if protocol not in ('full', 'seed'):
     raise ValueError(f"protocol must be 'full' or 'seed', got {protocol!r}")
+  model = options.model(model)  # once, not per image
   out = pathlib.Path(output_dir)
   if out.exists() and not out.is_dir():
     raise NotADirectoryError(f'{out}: the output folder is a file')

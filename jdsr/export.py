@@ -41,8 +41,7 @@ import numpy as np
 from flax import nnx
 
 from jdsr import files, layers
-from jdsr.config import model_config
-from jdsr.model import JDSR, abstract_model
+from jdsr.model import JDSR, with_compute
 
 INPUT_SHAPE = 'b, 8*h, 8*w, 3'  # batch, height and width symbolic; H and W multiples of 8
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
@@ -57,12 +56,7 @@ def conv_impl(platforms: Sequence[str]) -> str:
 
 def for_platforms(model: JDSR, platforms: Sequence[str]) -> JDSR:
   """``model`` with the convolutions for ``platforms`` (``conv_impl``), the same weights."""
-  impl = conv_impl(platforms)
-  if model.config['conv_impl'] == impl:
-    return model
-  rebuilt = abstract_model(model_config(**{**model.config, 'conv_impl': impl}))
-  nnx.update(rebuilt, nnx.state(model))
-  return rebuilt
+  return with_compute(model, conv_impl=conv_impl(platforms))
 
 
 def forward_fn(model: JDSR, tlsc: layers.TLSC | None

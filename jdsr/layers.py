@@ -36,10 +36,14 @@ WINOGRAD_MIN_CHANNELS = 16
 
 
 def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = 'xla',
-         rngs: nnx.Rngs) -> nnx.Conv:
+         dtype: str = 'float32', rngs: nnx.Rngs) -> nnx.Conv:
   """A bias-free k×k convolution with 'same' zero padding (PyTorch's `conv`).
 
-  ``impl='auto'`` is 'winograd' on CPUs and 'xla' elsewhere.
+  ``dtype``: the dtype of the convolution's operands ('float32' or
+  'bfloat16'); the kernel is stored in float32, and the products are summed
+  and returned in float32. ``impl='auto'`` is 'winograd' on CPUs in
+  float32, and 'xla' elsewhere (Winograd's transforms would lose too much in
+  bfloat16, so 'winograd' is float32 only).
   ``impl='winograd'`` computes 3×3 convolutions with Winograd F(4×4, 3×3)
   (see ``jdsr.winograd``), and 1×1 ones as matrix products: the same numbers
   to float32 rounding, faster on CPUs. Other kernel sizes, and 3×3
@@ -51,13 +55,16 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
   if impl not in CONV_IMPLS:
     raise ValueError(f'conv impl must be one of {CONV_IMPLS}, got {impl!r}')
   if impl == 'auto':
-    impl = 'winograd' if jax.default_backend() == 'cpu' else 'xla'
+    impl = 'winograd' if jax.default_backend() == 'cpu' and dtype == 'float32' else 'xla'
+  if impl == 'winograd' and dtype != 'float32':
+    raise ValueError(f"conv_impl 'winograd' computes in float32, not {dtype}: use 'auto' or 'xla'")
   kwargs = {}
   if impl == 'winograd' and (kernel_size == 1 or (
       kernel_size == 3 and min(in_features, out_features) >= WINOGRAD_MIN_CHANNELS)):
     kwargs['conv_general_dilated'] = winograd.conv_general_dilated
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), padding='SAME', use_bias=False,
-                  kernel_init=torch_default_init, rngs=rngs, **kwargs)
+                  kernel_init=torch_default_init, dtype=jnp.dtype(dtype), param_dtype=jnp.float32,
+                  preferred_element_type=jnp.float32, rngs=rngs, **kwargs)
 
 
 def prelu(negative_slope: Array) -> Act:

@@ -33,6 +33,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from jdsr import config as config_lib
 from jdsr import layers
 from jdsr.layers import Act, Array, Pool
 
@@ -370,7 +371,10 @@ class JDSR(nnx.Module):
   def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
     c, s, s_ors = config.n_feat, config.scale_unetfeats, config.scale_orsnetfeats
     r = config.reduction
-    conv = functools.partial(layers.conv, impl=config.conv_impl)
+    dtype = config.get('dtype', 'float32')
+    if dtype not in config_lib.DTYPES:
+      raise ValueError(f'model dtype must be one of {config_lib.DTYPES}, got {dtype!r}')
+    conv = functools.partial(layers.conv, impl=config.conv_impl, dtype=dtype)
     enc_cabs = config.get('num_unet_cab', 2)
     self.config = config.to_dict() if hasattr(config, 'to_dict') else dict(config)
     self.act = nnx.PReLU(0.25)
@@ -506,6 +510,22 @@ def build_model(config: ml_collections.ConfigDict, rngs: nnx.Rngs | int = 0) -> 
     flat.append((path, var.replace(jnp.asarray(value))))
   nnx.update(model, nnx.from_flat_state(flat))
   return model
+
+
+def with_compute(model: JDSR, **settings) -> JDSR:
+  """``model`` with other compute settings (``conv_impl``, ``dtype``), sharing its weights.
+
+  Returns ``model`` itself when nothing changes.
+  """
+  unknown = set(settings) - set(config_lib.COMPUTE_FIELDS)
+  if unknown:
+    raise ValueError(f'{sorted(unknown)} are not compute settings {config_lib.COMPUTE_FIELDS}')
+  config = {**model.config, **settings}
+  if config == dict(model.config):
+    return model
+  rebuilt = abstract_model(config_lib.model_config(**config))
+  nnx.update(rebuilt, nnx.state(model))
+  return rebuilt
 
 
 def _pool(x: Array, tlsc: layers.TLSC | None) -> Pool:

@@ -38,7 +38,7 @@ import ml_collections
 import numpy as np
 
 from jdsr import inference, layers, pixels
-from jdsr.model import JDSR
+from jdsr.model import JDSR, with_compute
 
 SCALE = 4
 BUCKET = 32
@@ -58,24 +58,32 @@ class Options:
   pixels shared by neighbouring tiles (0: tiles are averaged, not blended).
   ``max_output_megapixels``: a larger output is refused up front (it would
   not fit in memory: 12 bytes per output pixel, and more while blending).
+  ``dtype``: the convolutions' dtype, 'float32' or 'bfloat16' (the model
+  config's ``dtype``), None for the model's own.
   """
   tlsc: layers.TLSC | None = layers.TLSC()
   ensemble: bool = False
   tile: int | None = None
   overlap: int = DEFAULT_OVERLAP
   max_output_megapixels: float = DEFAULT_MAX_OUTPUT_MEGAPIXELS
+  dtype: str | None = None
+
+  def model(self, model: JDSR) -> JDSR:
+    """``model`` computing in ``dtype`` (itself if it already does)."""
+    return model if self.dtype is None else with_compute(model, dtype=self.dtype)
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> Options:
-    """From an eval config's ``tlsc``, ``tlsc_base_size``, ``tlsc_train_size``, ``ensemble``, ``tile``."""
+    """From an eval config's ``tlsc``, ``tlsc_base_size``, ``tlsc_train_size``, ``ensemble``, ``tile``, ``dtype``."""
     tlsc = (layers.TLSC(base_size=(config.tlsc_base_size,) * 2,
                         train_size=(config.tlsc_train_size,) * 2) if config.tlsc else None)
     return cls(tlsc=tlsc, ensemble=config.ensemble, tile=config.tile,
-               max_output_megapixels=config.max_output_megapixels)
+               max_output_megapixels=config.max_output_megapixels, dtype=config.dtype)
 
 
 def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.ndarray:
   """The restored, ×4 image (float32 in [0, 1]), in the layout of ``image`` (see ``Options``)."""
+  model = options.model(model)
   image = np.asarray(image)
   squeeze = image.ndim == 2
   if squeeze:

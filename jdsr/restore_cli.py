@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                       help="plain global pooling instead of TLSC (the paper's Model-3)")
   parser.add_argument('--ensemble', action='store_true',
                       help='average the x8 self-ensemble (8 times slower)')
+  parser.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32',
+                      help="the convolutions' dtype: bfloat16 is mixed precision, meant for GPUs "
+                           '(default: %(default)s)')
   video = parser.add_argument_group('video')
   video.add_argument('--codec', default=None,
                      help='FFmpeg video encoder (default: libx264, libvpx-vp9 for .webm; '
@@ -166,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 1
   options = restore.Options(tlsc=None if args.notlsc else jdsr.TLSC(), ensemble=args.ensemble,
-                            tile=args.tile)
+                            tile=args.tile, dtype=args.dtype)
+  model = options.model(model)  # once, not per file
 
   done, failed = 0, len(errors)
   start = time.perf_counter()
