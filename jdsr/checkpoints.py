@@ -15,6 +15,11 @@ A model can come from three kinds of path, and ``kind(path)`` tells which:
 
 Anything else is a ``CheckpointError`` with a one-line message that names the
 path. So is a checkpoint that cannot be read or does not fit the config.
+
+With several processes, one process writes each checkpoint: the arrays are
+replicated, and orbax's replica-parallel writing (which would split each
+array's bytes among the processes holding a copy) is turned off here, so
+replica 0, on process 0, writes them all; process 0 also writes the metadata.
 """
 
 from __future__ import annotations
@@ -33,6 +38,9 @@ from jdsr import config as config_lib
 from jdsr.model import JDSR, abstract_model
 
 PTH, CHECKPOINT, WORKDIR = 'pth', 'checkpoint', 'workdir'
+
+ocp.type_handlers.register_type_handler(  # one writer (see the module docstring)
+    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 
 
 class CheckpointError(ValueError):

@@ -295,13 +295,16 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   per_host = config.batch_size // jax.process_count()
 
-  options = ocp.CheckpointManagerOptions(max_to_keep=config.keep_checkpoints, create=True,
-                                         cleanup_tmp_directories=True)
-  manager = ocp.CheckpointManager(workdir / 'checkpoints', options=options)
+  # Each manager its own barrier names: with several processes, the periodic and the best
+  # checkpoint of one step are saved at once, and orbax names its barriers by step.
+  sync = lambda prefix: ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
+  manager = ocp.CheckpointManager(workdir / 'checkpoints', options=ocp.CheckpointManagerOptions(
+      max_to_keep=config.keep_checkpoints, create=True, cleanup_tmp_directories=True,
+      multiprocessing_options=sync('checkpoints')))
   best = ocp.CheckpointManager(
       workdir / 'best', options=ocp.CheckpointManagerOptions(
           max_to_keep=1, create=True, best_fn=lambda m: m['val/psnr'], best_mode='max',
-          cleanup_tmp_directories=True))
+          cleanup_tmp_directories=True, multiprocessing_options=sync('best')))
   train_info = lambda step: {'step': step, 'phase': phase.name, 'seed': config.seed,
                              'batch_size': config.batch_size, 'data_position': step * per_host}
   resuming = manager.latest_step() is not None

@@ -146,11 +146,16 @@ def test_resume_does_not_load_what_it_skips():
   assert Counting.loads < 4 * N  # prefetching, not 10,000 epochs
 
 
-def test_shards_partition_the_ids():
-  ids = [[i for batch in _batches(count=-1, batch_size=1, shard=(index, 2), epochs=1)
-          for i in batch['id']] for index in range(2)]
-  assert len(ids[0]) == len(ids[1]) == N // 2
-  assert sorted(ids[0] + ids[1]) == sorted(f'ex{i}'.encode() for i in range(N))
+def test_hosts_share_each_global_batch():
+  """Two shards with batch 2 give, block by block, the batches of one host with batch 4."""
+  one = _batches(count=6, batch_size=4, seed=5)
+  two = [_batches(count=6, batch_size=2, seed=5, shard=(i, 2)) for i in range(2)]
+  for k, batch in enumerate(one):
+    for key in batch:
+      np.testing.assert_array_equal(np.concatenate([two[0][k][key], two[1][k][key]]), batch[key])
+  resumed = _batches(count=3, batch_size=2, seed=5, shard=(1, 2), start=2 * 3)  # after 3 steps
+  for a, b in zip(resumed, two[1][3:], strict=True):
+    np.testing.assert_array_equal(a['blur_lr'], b['blur_lr'])
   with pytest.raises(ValueError, match='shard index'):
     pipeline.train_batches(_synthetic(), batch_size=1, seed=0, shard=(2, 2))
 

@@ -8,8 +8,9 @@ crops decode only the tiles they cover), ``SequenceSource`` over any sequence of
 examples (a list in memory), or ``PhotoSource`` over a folder of sharp photos
 degraded on the fly.
 
-* ``shard_order``: which (epoch, index) this host loads next: its shard of the
-  indices, a new seeded permutation every epoch, from any position on.
+* ``shard_order``: which (epoch, index) this host loads next: a new seeded
+  permutation every epoch, this host's blocks of each global batch (the same
+  global batches on any number of hosts), from any position on.
 * ``crop_and_augment``: a lr_size² LR crop at a random (h, w), the HR crop at
   (scale·h, scale·w) and the same crop of the sharp LR, then one of the 8
   dihedral transforms (bit 0 flip W, bit 1 flip H, bit 2 transpose, as
@@ -235,6 +236,11 @@ def examples(source: Source, order: tf.data.Dataset, keys: Sequence[str] = IMAGE
 
   The images keep the source's ``dtype`` (uint8 or float32): convert after cropping.
   """
+  return order.map(_loader(source, keys), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _loader(source: Source, keys: Sequence[str]) -> Callable[[tf.Tensor, tf.Tensor], dict]:
+  """(epoch, index) -> ``source.load``'s images ``keys`` and 'id', in the source's dtype."""
   dtype = np.dtype(source.dtype)
 
   def load(epoch: np.int64, index: np.int64) -> tuple[np.ndarray, ...]:
@@ -256,7 +262,7 @@ def examples(source: Source, order: tf.data.Dataset, keys: Sequence[str] = IMAGE
     out['id'] = tf.ensure_shape(name, [])
     return out
 
-  return order.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return to_dict
 
 
 def _crops(source: Source, keys: Sequence[str], lr_size: int, scale: int
@@ -281,32 +287,39 @@ def _crops(source: Source, keys: Sequence[str], lr_size: int, scale: int
   return crop
 
 
-def shard_order(size: int, *, seed: int, shard: tuple[int, int] = (0, 1), start: int = 0,
-                epochs: int | None = None) -> tf.data.Dataset:
-  """The (epoch, index) pairs this shard visits, from its `start`-th on.
+def shard_order(size: int, *, seed: int, batch_size: int = 1, shard: tuple[int, int] = (0, 1),
+                start: int = 0, epochs: int | None = None) -> tf.data.Dataset:
+  """(j, (epoch, index)): the examples this shard (host) loads, from its `start`-th on, and their global position j.
 
-  Shard (i, n) owns the indices i, i + n, i + 2n, ... of ``range(size)``; each
-  epoch visits all of them in a new order, a permutation seeded by (seed,
-  epoch). Element j of the order depends on nothing but (size, seed, shard, j),
-  so resuming at ``start`` = elements already consumed costs nothing: no
-  element before it is loaded. ``epochs``: None for endless.
+  Every shard walks one global order: each epoch visits ``range(size)`` in a
+  new permutation seeded by (seed, epoch), one epoch after the other. The
+  order is cut into global batches of ``batch_size`` × shard count, and shard
+  (i, n) takes the i-th block of ``batch_size`` of each. So a global batch is
+  the same on any number of hosts (the hosts' blocks in process order), and
+  element j depends on nothing but (size, seed, j): resuming at ``start`` =
+  elements this shard has consumed loads nothing before it. ``epochs``: None
+  for endless.
   """
   index, count = shard
   if not 0 <= index < count:
     raise ValueError(f'shard index must be in [0, {count}), got {index}')
-  owned = np.arange(index, size, count, dtype=np.int64)
-  if not len(owned):
-    raise ValueError(f'shard {index} of {count} owns none of the {size} examples')
-  first_epoch, offset = divmod(start, len(owned))
+  if size < 1:
+    raise ValueError('there are no examples to train on')
+  first = (start // batch_size) * batch_size * count + index * batch_size + start % batch_size
+  first_epoch, offset = divmod(first, size)
   last = np.iinfo(np.int64).max if epochs is None else epochs
 
   def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
     epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
-    perm = tf.data.Dataset.from_tensor_slices(owned).shuffle(
-        len(owned), seed=epoch_seed, reshuffle_each_iteration=False)
+    perm = tf.data.Dataset.range(size).shuffle(size, seed=epoch_seed,
+                                               reshuffle_each_iteration=False)
     return perm.map(lambda i: (epoch, i))
 
-  return tf.data.Dataset.range(first_epoch, last).flat_map(epoch_order).skip(offset)
+  order = tf.data.Dataset.range(first_epoch, last).flat_map(epoch_order).skip(offset)
+  order = order.enumerate(start=first)
+  if count > 1:
+    order = order.filter(lambda j, _: (j // batch_size) % count == index)
+  return order
 
 
 def train_batches(source: Source, *, batch_size: int, seed: int, start: int = 0, lr_size: int = 64,
@@ -314,12 +327,13 @@ def train_batches(source: Source, *, batch_size: int, seed: int, start: int = 0,
                   keys: Sequence[str] = IMAGE_KEYS, threads: int | None = None) -> tf.data.Dataset:
   """Batches of aligned, augmented training crops: dicts of float32 N×H×W×3 (``keys``) and 'id'.
 
-  The examples come in ``shard_order``; the j-th (counting from the first
-  element of epoch 0, so ``start`` included) is cropped with seed
-  fold_in([seed, 0], j). The same arguments give the same batches, and
-  ``train_batches(..., start=k·batch_size)`` gives exactly the batches after
-  the k-th: the data-iterator position of a resumed run. Incomplete batches
-  are dropped.
+  The examples come in ``shard_order``; the one at global position j is
+  cropped with seed fold_in([seed, 0], j). The same arguments give the same
+  batches, and ``train_batches(..., start=k·batch_size)`` gives exactly the
+  batches after the k-th: the data-iterator position of a resumed run.
+  ``shard=(i, n)``: this host's ``batch_size`` of each global batch of
+  n·``batch_size`` (the same global batches as one host with n·``batch_size``).
+  Incomplete batches are dropped.
 
   ``keys``: the images a phase uses ('blur_lr' and its targets); a source with
   ``load_crop`` decodes only those, and only the crop of each, with the same
@@ -329,17 +343,18 @@ def train_batches(source: Source, *, batch_size: int, seed: int, start: int = 0,
   keys = tuple(key for key in IMAGE_KEYS if key in keys)
   if 'blur_lr' not in keys:
     raise ValueError(f"keys must include 'blur_lr', got {keys}")
-  order = shard_order(len(source), seed=seed, shard=shard, start=start, epochs=epochs)
+  order = shard_order(len(source), seed=seed, batch_size=batch_size, shard=shard, start=start,
+                      epochs=epochs)
   base = tf.constant([seed, 0], tf.int64)
   seed_of = lambda j: tf.random.experimental.stateless_fold_in(base, j)
   parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
   if hasattr(source, 'load_crop'):
     crop = _crops(source, keys, lr_size, scale)
-    ds = order.enumerate(start=start).map(lambda j, o: crop(j, o, seed_of(j)), **parallel)
+    ds = order.map(lambda j, o: crop(j, o, seed_of(j)), **parallel)
   else:
-    ds = examples(source, order, keys).enumerate(start=start)
-    ds = ds.map(lambda j, e: crop_and_augment(e, seed_of(j), lr_size, scale), **parallel)
+    load = _loader(source, keys)
+    ds = order.map(lambda j, o: crop_and_augment(load(*o), seed_of(j), lr_size, scale), **parallel)
   ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
   options = tf.data.Options()
   options.deterministic = True

@@ -1,0 +1,95 @@
+"""A real two-process run: README's two `train.py --distributed` commands on localhost (Gloo).
+
+Two processes train the tiny model for 2 steps, then resume to 4; one process with two
+devices does the same. The checkpoints must agree, each written by one process only.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shlex
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+
+import jdsr
+
+ROOT = pathlib.Path(__file__).parents[1]
+
+
+def _readme_commands() -> list[list[str]]:
+  """README's two-process commands (process 0, then 1), as argument lists."""
+  text = (ROOT / 'README.md').read_text().replace('\\\n', ' ')
+  lines = [line.split('#')[0].split() for line in text.splitlines()
+           if line.startswith('python train.py --distributed --coordinator_address=localhost:')]
+  assert len(lines) == 2, 'README shows the two processes of the multi-host run'
+  assert [re.search(r'--process_id=(\d)', ' '.join(line))[1] for line in lines] == ['0', '1']
+  return lines
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _run(commands: list[list[str]], env: dict, tmp_path: pathlib.Path, name: str) -> None:
+  logs = [tmp_path / f'{name}.{i}.log' for i in range(len(commands))]
+  procs = [subprocess.Popen([sys.executable, *command[1:]], cwd=ROOT, env=env,
+                            stdout=log.open('w'), stderr=subprocess.STDOUT)
+           for command, log in zip(commands, logs)]
+  try:
+    codes = [proc.wait(timeout=600) for proc in procs]
+  finally:
+    for proc in procs:
+      proc.kill()
+  for code, log in zip(codes, logs):
+    assert code == 0, f'{log.name}:\n' + log.read_text()[-3000:]
+
+
+def _params(checkpoint: pathlib.Path) -> dict[str, np.ndarray]:
+  """A checkpoint's parameters, loaded in this one process whatever topology saved it."""
+  params = nnx.state(jdsr.load(checkpoint), nnx.Param)
+  return {jax.tree_util.keystr(k): np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(params)}
+
+
+def test_two_processes_equal_one_and_resume(tmp_path):
+  port = str(_free_port())
+  two, one = tmp_path / 'two', tmp_path / 'one'
+  commands = [[arg.replace('runs/two', str(two)).replace('localhost:12355', f'localhost:{port}')
+               for arg in command] for command in _readme_commands()]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'cache'))
+  env.pop('XLA_FLAGS', None)
+
+  _run([c + ['--config.num_train_steps=2'] for c in commands], env, tmp_path, 'first')
+  assert ocp.utils.checkpoint_steps(two / 'checkpoints') == [2]
+  _run(commands, env, tmp_path, 'resumed')  # the tiny config's 4 steps: resumes at 2
+  assert 'resuming' in (tmp_path / 'resumed.0.log').read_text().lower()
+
+  # One process, two devices: the same global batches (each host's blocks, in process order).
+  single = [a for a in commands[0] if not re.match(r'--(distributed|coordinator_address|'
+                                                   r'num_processes|process_id)', a)]
+  single = [str(one) if a == str(two) else a for a in single]
+  env1 = dict(env, XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  _run([single + ['--config.num_train_steps=2']], env1, tmp_path, 'single_first')  # the same
+  _run([single], env1, tmp_path, 'single_resumed')  # learning-rate schedules as the two
+
+  for step in (2, 4):
+    got, want = _params(two / 'checkpoints' / str(step)), _params(one / 'checkpoints' / str(step))
+    assert got.keys() == want.keys()
+    for key in want:
+      np.testing.assert_allclose(got[key], want[key], rtol=1e-5, atol=1e-6, err_msg=f'{step} {key}')
+  assert any(not np.array_equal(a, b) for a, b in zip(
+      _params(two / 'checkpoints' / '2').values(), _params(two / 'checkpoints' / '4').values()))
+
+  # Exactly one process wrote each checkpoint: orbax keeps a folder per writing process.
+  writers = {p.name for p in two.rglob('ocdbt.process_*')}
+  assert writers == {'ocdbt.process_0'}, writers
+  assert not (two / '.lock').exists()  # process 0's lock, released
