@@ -55,8 +55,8 @@ def conv_impl(platforms: Sequence[str]) -> str:
 
 
 def for_platforms(model: JDSR, platforms: Sequence[str]) -> JDSR:
-  """``model`` with the convolutions for ``platforms`` (``conv_impl``), the same weights."""
-  return with_compute(model, conv_impl=conv_impl(platforms))
+  """``model`` with the convolutions for ``platforms`` (``conv_impl``), in float32, the same weights."""
+  return with_compute(model, conv_impl=conv_impl(platforms), dtype='float32')
 
 
 def forward_fn(model: JDSR, tlsc: layers.TLSC | None

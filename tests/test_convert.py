@@ -253,3 +253,15 @@ def test_a_checkpoint_saved_across_devices_loads_on_one(tmp_path):
                           capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   _same_params(jdsr.load(tmp_path / 'ckpt'), jdsr.build_model(jdsr.tiny_model_config(), rngs=4))
+
+
+def test_the_model_the_step_and_restoring_never_import_tensorflow():
+  """What benchmarks/gpu_check.sh runs on a GPU machine, where TensorFlow is too large to carry."""
+  code = ('import sys, jax, numpy as np, jdsr, jdsr.restore, jdsr.phases, jdsr.checkpoints\n'
+          'from configs import phase3_joint\n'
+          "model = jdsr.load('jdsr/models/demo')\n"
+          'jdsr.restore.restore(model, np.zeros((16, 16, 3), np.float32))\n'
+          "assert 'tensorflow' not in sys.modules, 'imported'\n")
+  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+  assert result.returncode == 0, result.stderr[-2000:]
