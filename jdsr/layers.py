@@ -62,9 +62,11 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
   if impl == 'winograd' and (kernel_size == 1 or (
       kernel_size == 3 and min(in_features, out_features) >= WINOGRAD_MIN_CHANNELS)):
     kwargs['conv_general_dilated'] = winograd.conv_general_dilated
+  if dtype != 'float32':  # products summed and returned in float32 (the Winograd path takes none)
+    kwargs['preferred_element_type'] = jnp.float32
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), padding='SAME', use_bias=False,
                   kernel_init=torch_default_init, dtype=jnp.dtype(dtype), param_dtype=jnp.float32,
-                  preferred_element_type=jnp.float32, rngs=rngs, **kwargs)
+                  rngs=rngs, **kwargs)
 
 
 def prelu(negative_slope: Array) -> Act:

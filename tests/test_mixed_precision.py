@@ -19,15 +19,16 @@ def _psnr(a, b) -> float:
   return float(10 * np.log10(1.0 / np.mean((np.asarray(a) - np.asarray(b)) ** 2)))
 
 
-def _conv_operand_dtypes(model, x) -> set[str]:
+def _convs(model, x) -> list:
+  """The (input, kernel) shaped arrays of every XLA convolution of ``model(x)``, scans and jits included."""
   graphdef, state = nnx.split(model)
   jaxpr = jax.make_jaxpr(lambda state, x: nnx.merge(graphdef, state)(x)[1])(state, x)
-  found = set()
+  found = []
 
   def walk(jaxpr):
     for eqn in jaxpr.eqns:
       if eqn.primitive.name == 'conv_general_dilated':
-        found.add(str(eqn.invars[0].aval.dtype))
+        found.append((eqn.invars[0].aval, eqn.invars[1].aval))
       for param in eqn.params.values():  # the bodies of scans, jits, ...
         inner = getattr(param, 'jaxpr', param)
         if hasattr(inner, 'eqns'):
@@ -35,6 +36,10 @@ def _conv_operand_dtypes(model, x) -> set[str]:
 
   walk(jaxpr.jaxpr)
   return found
+
+
+def _conv_operand_dtypes(model, x) -> set[str]:
+  return {str(lhs.dtype) for lhs, _ in _convs(model, x)}
 
 
 def test_bf16_forward_of_the_default_model_is_within_40_db_of_fp32(golden_model):
@@ -48,6 +53,14 @@ def test_bf16_forward_of_the_default_model_is_within_40_db_of_fp32(golden_model)
   assert bf16_sr.dtype == jnp.float32
   assert not np.array_equal(fp32_sr, bf16_sr)  # it did compute in bfloat16
   assert _psnr(fp32_sr, bf16_sr) >= 40.0
+
+
+def test_fp32_wide_convolutions_take_the_winograd_path_on_cpu():
+  """On CPU the default ('auto') float32 model computes its 16+-channel 3×3 convolutions by Winograd."""
+  config = jdsr.model_config(**{**jdsr.tiny_model_config(), 'n_feat': 16, 'sr_feat': 16})
+  convs = _convs(jdsr.build_model(config), jnp.zeros((1, 16, 16, 3), jnp.float32))
+  # Only the image convolutions (3 channels in or out) stay XLA convolutions.
+  assert convs and all(3 in (kernel.shape[2], kernel.shape[3]) for _, kernel in convs), convs
 
 
 def test_bf16_convolutions_take_bf16_operands_and_fp32_stays_fp32():
