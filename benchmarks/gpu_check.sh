@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU check: needs an NVIDIA GPU. Runs the golden tests on the GPU, then times ours
-# against the official-layout PyTorch network there (benchmarks/gpu_bench.py), one table.
+# against the official-layout PyTorch network there (benchmarks/vs_pytorch.py), one table.
 #
 #   bash benchmarks/gpu_check.sh
 #
@@ -50,4 +50,4 @@ JAX_PLATFORMS=cuda JAX_DEFAULT_MATMUL_PRECISION=highest "$PYTHON" -m pytest -q -
   tests/test_mixed_precision.py
 
 echo "== ours against PyTorch on the GPU"
-"$PYTHON" benchmarks/gpu_bench.py --device cuda
+"$PYTHON" benchmarks/vs_pytorch.py --device cuda --dtypes float32,bfloat16 --runs 10

@@ -146,3 +146,18 @@ def test_joint_loss_ignores_stage3(golden):
   moved = [stages[0] + 1.0, stages[1], stages[2]]
   assert float(losses.joint_loss(moved, sr, lr, hr)) == float(losses.joint_loss(stages, sr, lr, hr))
   assert float(losses.deblur_loss(moved, lr)) > float(losses.deblur_loss(stages, lr)) + 0.5
+
+
+def test_the_benchmarks_pytorch_joint_loss_is_ours():
+  """tests.torch_network.joint_loss, the PyTorch baseline's phase-3 loss, equals joint_loss."""
+  import torch
+  from tests.torch_network import joint_loss as torch_joint_loss
+
+  rng = np.random.default_rng(3)
+  stages = [rng.random((2, 16, 24, 3), np.float32) for _ in range(3)]
+  sharp_lr = rng.random((2, 16, 24, 3), np.float32)
+  sr, sharp_hr = rng.random((2, 64, 96, 3), np.float32), rng.random((2, 64, 96, 3), np.float32)
+  nchw = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(0, 3, 1, 2)))
+  theirs = torch_joint_loss([nchw(s) for s in stages], nchw(sr), nchw(sharp_lr), nchw(sharp_hr))
+  ours = losses.joint_loss([jnp.asarray(s) for s in stages], sr, sharp_lr, sharp_hr)
+  np.testing.assert_allclose(float(theirs), float(ours), rtol=1e-6)

@@ -79,7 +79,7 @@ def test_folders_and_files_into_a_folder_keep_each_layout(model, tmp_path, capsy
 
 
 def test_options_reach_restore(tmp_path, capsys, monkeypatch):
-  """--notlsc, --ensemble and --tile become restore.Options (restore itself: test_restore.py)."""
+  """--notlsc, --ensemble, --tile and --dtype become restore.Options (restore itself: test_restore.py)."""
   seen = []
 
   def fake_restore(model, image, options):
@@ -89,11 +89,12 @@ def test_options_reach_restore(tmp_path, capsys, monkeypatch):
   monkeypatch.setattr(restore, 'restore', fake_restore)
   photo = _photo(tmp_path / 'p.png')
   code, _, err = _run(capsys, photo, '-o', tmp_path / 'o.png', '--notlsc', '--ensemble',
-                      '--tile', '40', '-q')
+                      '--tile', '40', '--dtype', 'bfloat16', '-q')
   assert code == 0, err
   code, _, err = _run(capsys, photo, '-o', tmp_path / 'o.png', '-q')
   assert code == 0, err
-  assert seen == [restore.Options(tlsc=None, ensemble=True, tile=40), restore.Options()]
+  assert seen == [restore.Options(tlsc=None, ensemble=True, tile=40, dtype='bfloat16'),
+                  restore.Options(dtype='float32')]
 
 
 def test_bad_files_get_one_line_each_and_the_rest_are_restored(tmp_path, capsys):

@@ -225,3 +225,45 @@ class Net(nn.Module):
       res = getattr(self, f'SRNet_reconstructor{g + 1}')(res)
     y = self.SRNet_upscale(F.leaky_relu(self.SRNet_HRconv(res + y), 0.1))
     return [self.tail(feat3), img2, torch.cat(img1, 2)], y
+
+
+# -- the official losses (docs/network.md, "Losses"), for the benchmarks' training step ------
+
+_K = torch.tensor([0.05, 0.25, 0.4, 0.25, 0.05])
+_GAUSSIAN = torch.outer(_K, _K)
+_SOBEL_X = torch.tensor([[1., 0, -1], [2, 0, -2], [1, 0, -1]])
+_SOBEL_Y = _SOBEL_X.t().contiguous()
+
+
+def _depthwise(x, kernel, padding=0):
+  c = x.shape[1]
+  w = kernel.to(x.device, x.dtype)[None, None].expand(c, 1, *kernel.shape)
+  return F.conv2d(x, w, padding=padding, groups=c)
+
+
+def _gaussian(x):
+  return _depthwise(F.pad(x, (2, 2, 2, 2), mode='replicate'), _GAUSSIAN)
+
+
+def _laplacian(x):
+  filtered = _gaussian(x)
+  down = torch.zeros_like(filtered)
+  down[:, :, ::2, ::2] = filtered[:, :, ::2, ::2] * 4
+  return x - _gaussian(down)
+
+
+def _charbonnier(x, y, eps=1e-3):
+  return torch.mean(torch.sqrt((x - y) ** 2 + eps * eps))
+
+
+def _stage_loss(image, sharp_lr):
+  return _charbonnier(image, sharp_lr) + 0.05 * _charbonnier(_laplacian(image), _laplacian(sharp_lr))
+
+
+def joint_loss(stage_images, sr, sharp_lr, sharp_hr):
+  """Phase 3: L1 + 0.1·Gradient on sr, + 0.5·(Charbonnier + 0.05·Edge) on stages 2 and 1."""
+  d = sr - sharp_hr
+  gradient = (_depthwise(d, _SOBEL_X, 1).abs().mean() + _depthwise(d, _SOBEL_Y, 1).abs().mean())
+  _, stage2, stage1 = stage_images
+  return (d.abs().mean() + 0.1 * gradient
+          + 0.5 * (_stage_loss(stage2, sharp_lr) + _stage_loss(stage1, sharp_lr)))
