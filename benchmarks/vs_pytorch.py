@@ -82,7 +82,8 @@ def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
   from configs import phase3_joint
   from jdsr import config as config_lib, phases
 
-  jax.config.update('jax_default_matmul_precision', 'highest')  # no TF32 on GPUs
+  if jax.default_backend() != 'cpu':
+    jax.config.update('jax_default_matmul_precision', 'highest')  # no TF32 on GPUs
   config_lib.use_compilation_cache()
   config = phase3_joint.get_config()
   if small:
