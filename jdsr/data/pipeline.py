@@ -17,9 +17,10 @@ degraded on the fly.
   ``jdsr.inference.dihedral``) on all three; cropped first, then float32 in
   [0, 1]. Stateless: the same seed gives the same crop and transform.
 * ``train_batches``: load in that order only the images the phase uses, crop
-  and augment (seed from (seed, element index)), in parallel, batch, prefetch. A pure function of its arguments, so a
-  resumed run asks for ``start=`` the elements it has consumed and gets the
-  very batches it would have had: nothing is read to skip the rest.
+  and augment (seed from (seed, global element index)), in parallel, batch,
+  prefetch. A pure function of its arguments, so a resumed run asks for
+  ``start=`` the elements it has consumed and gets the very batches it would
+  have had: nothing is read to skip the rest.
 * ``as_numpy``: the batches as dicts of NumPy arrays, for JAX.
 
 Images smaller than one crop are an error, not skipped: ``crop_and_augment``
@@ -100,7 +101,7 @@ def _finish(crops: dict, k: tf.Tensor, lr_size: int, scale: int) -> dict:
 
 
 def crop_and_augment(example: dict, seed: tf.Tensor, lr_size: int = 64, scale: int = 4) -> dict:
-  """Aligned random crops of 'blur_lr', 'sharp_lr' (lr_size²) and 'sharp_hr' ((scale·lr_size)², one dihedral transform.
+  """Aligned random crops of 'blur_lr', 'sharp_lr' (lr_size²) and 'sharp_hr' ((scale·lr_size)²), one dihedral transform.
 
   ``seed``: shape [2] integer, for the stateless random ops. The crop's top-left
   corner is uniform over every LR position that fits (``crop_origin``); the HR

@@ -23,9 +23,10 @@ only its own downloads and nothing is stored twice or made up:
   'sharp_lr' (the phase-1 target) and 'sharp_hr', the PNG bytes of the image's
   tiles (``jdsr.data.tiles``: LR tiles of ``LR_TILE``², HR tiles of
   (4·``LR_TILE``)², the same grid), so that a training crop decodes only the
-  tiles it covers, and a phase only the images it uses. The tiles take a few
-  percent more room than the frames' own PNGs (``benchmarks/input_pipeline.py``
-  prints the ratio). Preparing re-encodes every frame, on all cores.
+  tiles it covers, and a phase only the images it uses. The tiles take about
+  the room of the frames' own PNGs (0.99× on the benchmark's tree:
+  ``benchmarks/input_pipeline.py`` prints the ratio). Preparing re-encodes
+  every frame, on all cores.
 
 'id' is the frame's 'SSS_FFFFFFFF' (also the example key). The images of
 ``reds/val`` are uint8 H×W×3, stored as the PNG bytes of the files, not
@@ -51,7 +52,7 @@ from PIL import Image
 from jdsr.data import pipeline, reds, tiles
 
 LR_TILE = 32  # LR pixels; HR tiles are reds.SCALE× that
-IMAGE_KEYS = ('blur_lr', 'sharp_lr', 'sharp_hr')
+IMAGE_KEYS = pipeline.IMAGE_KEYS
 
 SPLITS = {'train': ('train',), 'val': ('validation', 'val300')}  # config -> splits
 _EXPECTED = {'train': reds.EXPECTED['train'], 'validation': reds.EXPECTED['val'],
