@@ -21,6 +21,8 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jdsr import config as config_lib
+
 _CONFIG = config_flags.DEFINE_config_file(
     'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
                            'eval_demo.py'), 'Evaluation config file (default: the demo).')
@@ -47,9 +49,7 @@ flags.DEFINE_string('reference_outputs', None,
 flags.DEFINE_integer('limit', None, 'Only the first N images (0: all).')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
                   "The convolutions' dtype: bfloat16 is mixed precision, meant for GPUs and TPUs.")
-flags.DEFINE_bool('compilation_cache', True,
-                  'Keep compiled programs in a persistent cache (~/.cache/jdsr/jax, or '
-                  '$JAX_COMPILATION_CACHE_DIR), so that the next run does not compile again.')
+config_lib.define_compilation_cache_flag()
 FLAGS = flags.FLAGS
 _SHORTHANDS = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'target_dir', 'tlsc',
                'ensemble', 'tile', 'output_dir', 'save_images', 'save_figures',
@@ -60,7 +60,6 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   logging.set_verbosity(logging.WARNING)  # orbax logs a dozen INFO lines per checkpoint read
-  from jdsr import config as config_lib  # after flag parsing: --help stays fast
   try:
     config = config_lib.from_flag(_CONFIG)
   except ValueError as e:
@@ -109,5 +108,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from jdsr import config as config_lib
   app.run(main, flags_parser=config_lib.parse_flags)

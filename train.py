@@ -27,6 +27,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from jdsr import config as config_lib
+
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                           lock_config=True)
 flags.DEFINE_string('workdir', None, 'Where checkpoints and TensorBoard logs go.')
@@ -37,9 +39,7 @@ flags.DEFINE_bool('distributed', False,
 flags.DEFINE_string('coordinator_address', None, "With --distributed: process 0's HOST:PORT.")
 flags.DEFINE_integer('num_processes', None, 'With --distributed: how many processes in all.')
 flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0 to num_processes-1.')
-flags.DEFINE_bool('compilation_cache', True,
-                  'Keep compiled programs in a persistent cache (~/.cache/jdsr/jax, or '
-                  '$JAX_COMPILATION_CACHE_DIR): a rerun or a resumed run does not compile again.')
+config_lib.define_compilation_cache_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
 
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   # Imported after jax.distributed.initialize, which must come before any computation.
-  from jdsr import config as config_lib, train_lib
+  from jdsr import train_lib
 
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_quiet_orbax)
@@ -76,5 +76,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == '__main__':
-  from jdsr import config as config_lib
   app.run(main, flags_parser=config_lib.parse_flags)

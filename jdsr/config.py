@@ -86,6 +86,14 @@ def from_flag(holder) -> ml_collections.ConfigDict | None:
                      f'{lines[-1] if lines else ""})') from e
 
 
+def define_compilation_cache_flag() -> None:
+  """Defines ``--compilation_cache`` (on by default; ``use_compilation_cache`` acts on it)."""
+  from absl import flags
+  flags.DEFINE_bool('compilation_cache', True,
+                    'Keep compiled programs in a persistent cache (~/.cache/jdsr/jax, or '
+                    '$JAX_COMPILATION_CACHE_DIR), so that the next run does not compile again.')
+
+
 def use_compilation_cache(enabled: bool = True) -> str | None:
   """Turn on JAX's persistent compilation cache (the flag ``--compilation_cache``), or off.
 
