@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 
 import jdsr
-from configs import tiny
 from jdsr import imageio, restore as restore_lib, train_lib
+from tests import training
 
 ROOT = pathlib.Path(__file__).parents[1]
 SHARP = ROOT / 'samples' / 'sharp'
@@ -133,16 +133,7 @@ def test_empty_and_unsupported_folders_are_one_line(tiny_ckpt, tmp_path):
 
 
 def _photos_config(**overrides):
-  config = tiny.get_config()
-  config.phase = 'deblur'
-  config.data.source = 'photos'
-  config.data.photos_dir = config.data.val_photos_dir = str(SHARP)
-  for key, value in overrides.items():
-    if isinstance(value, dict):
-      config[key].update(value)
-    else:
-      config[key] = value
-  return config
+  return training.photos_config(SHARP, SHARP, **overrides)
 
 
 def test_diverged_weights_are_never_saved(tmp_path):

@@ -20,6 +20,7 @@ import jdsr
 from configs import tiny
 from jdsr import phases as phases_lib, train_lib
 from jdsr.data import reds, sources
+from tests import training
 
 ROOT = pathlib.Path(__file__).parents[1]
 PHOTOS = pathlib.Path(__file__).parents[2] / 'shared/data/photos'
@@ -39,16 +40,7 @@ def photos(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
 
 
 def _config(photos, phase: str, **overrides):
-  config = tiny.get_config()
-  config.phase = phase
-  config.data.source = 'photos'
-  config.data.photos_dir, config.data.val_photos_dir = map(str, photos)
-  for key, value in overrides.items():
-    if isinstance(value, dict):
-      config[key].update(value)
-    else:
-      config[key] = value
-  return config
+  return training.photos_config(*photos, phase, **overrides)
 
 
 def _flat(params) -> dict[str, np.ndarray]:
