@@ -32,11 +32,11 @@ from PIL import Image, ImageFilter  # noqa: E402
 
 import tensorflow_datasets as tfds  # noqa: E402
 
+from jdsr import phases  # noqa: E402
 from jdsr.data import pipeline, reds, reds_tfds  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-PHASE_KEYS = {'deblur': ('blur_lr', 'sharp_lr'), 'sr': ('blur_lr', 'sharp_hr'),
-              'joint': ('blur_lr', 'sharp_lr', 'sharp_hr')}  # jdsr.phases.PHASES[...].batch_keys
+PHASE_KEYS = {name: phase.batch_keys for name, phase in phases.PHASES.items()}
 
 
 def cpu_model() -> str:

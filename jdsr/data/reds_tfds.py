@@ -38,6 +38,7 @@ re-encoded. Examples are stored and read back in id order
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
 import logging
@@ -136,7 +137,7 @@ def _tiled_example(frame: reds.Frame) -> tuple[str, dict]:
   images = {key: _read(getattr(frame, key)) for key in IMAGE_KEYS}
   lr_shape = images['blur_lr'].shape[:2]
   for key, image in images.items():
-    factor = reds.SCALE if key == 'sharp_hr' else 1
+    factor = _factor(key)
     if image.shape[:2] != (factor * lr_shape[0], factor * lr_shape[1]):
       raise reds.REDSError(f'{frame.id}: {key} is {image.shape[0]}×{image.shape[1]}, expected '
                            f'{factor}× the blur LR\'s {lr_shape[0]}×{lr_shape[1]}: {getattr(frame, key)}')
@@ -145,17 +146,31 @@ def _tiled_example(frame: reds.Frame) -> tuple[str, dict]:
   return frame.id, {'id': frame.id, 'lr_shape': np.array(lr_shape, np.int32), **example}
 
 
+def _factor(key: str) -> int:
+  """An image's size in LR pixels: REDS's scale for the HR frame, else 1."""
+  return reds.SCALE if key == 'sharp_hr' else 1
+
+
 def _tile(key: str) -> int:
-  return LR_TILE * (reds.SCALE if key == 'sharp_hr' else 1)
+  return LR_TILE * _factor(key)
+
+
+def _decode(record: dict, key: str, lr_shape: tuple[int, int], top: int = 0, left: int = 0,
+            size: int | None = None):
+  """Image ``key`` of a record, whole or its size² (LR pixels) crop at (top, left), in its own pixels."""
+  f, (h, w) = _factor(key), lr_shape
+  if size is None:
+    return tiles.decode(record[key], (f * h, f * w), _tile(key))
+  return tiles.decode(record[key], (f * h, f * w), _tile(key), f * top, f * left, f * size, f * size)
 
 
 def _in_parallel(fn, items: Sequence, window: int = 64) -> Iterator:
   """``map(fn, items)`` in order, on all cores (Pillow codes without the GIL), at most ``window`` ahead."""
   with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
     items = iter(items)
-    queue = [pool.submit(fn, item) for item in itertools.islice(items, window)]
+    queue = collections.deque(pool.submit(fn, item) for item in itertools.islice(items, window))
     while queue:
-      result = queue.pop(0).result()
+      result = queue.popleft().result()
       queue.extend(pool.submit(fn, item) for item in itertools.islice(items, 1))
       yield result
 
@@ -184,26 +199,17 @@ class TrainSource:
 
   def load(self, index: int, epoch: int) -> dict:
     del epoch
-    record, name, (h, w) = self._record(index)
-    out = {'id': name}
-    for key in IMAGE_KEYS:
-      factor = reds.SCALE if key == 'sharp_hr' else 1
-      out[key] = tiles.decode(record[key], (factor * h, factor * w), _tile(key))
-    return out
+    record, name, lr_shape = self._record(index)
+    return {'id': name, **{key: _decode(record, key, lr_shape) for key in IMAGE_KEYS}}
 
   def load_crop(self, index: int, epoch: int, draws: tuple[int, int], size: int,
                 keys: Iterable[str], scale: int) -> dict:
     del epoch
-    record, name, (h, w) = self._record(index)
+    record, name, lr_shape = self._record(index)
     if scale != reds.SCALE:
       raise ValueError(f'REDS is a ×{reds.SCALE} dataset; config.model.scale is {scale}')
-    top, left = pipeline.crop_origin(draws, (h, w), size, name)
-    out = {'id': name}
-    for key in keys:
-      factor = reds.SCALE if key == 'sharp_hr' else 1
-      out[key] = tiles.decode(record[key], (factor * h, factor * w), _tile(key), factor * top,
-                              factor * left, factor * size, factor * size)
-    return out
+    top, left = pipeline.crop_origin(draws, lr_shape, size, name)
+    return {'id': name, **{key: _decode(record, key, lr_shape, top, left, size) for key in keys}}
 
 
 def _builder(split: str, data_dir: reds.PathLike, file_format: str | None = None) -> Reds:
