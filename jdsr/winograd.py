@@ -22,6 +22,8 @@ Networks", CVPR 2016.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,28 +54,88 @@ _AT = np.array([
 
 TILE = 4  # output tile size
 _IN = TILE + 2  # input tile size
+_MATRICES = {'BT': _BT, 'G': _G, 'AT': _AT}
 
 
-def _input_transform(x: jax.Array, axis: int, tiles: int) -> jax.Array:
-  """B^T applied along one spatial axis: a new leading axis of size 6."""
-  # Row a of the transform at tile t is sum_k BT[a, k] * x[4t + k].
-  taps = [jax.lax.slice_in_dim(x, k, k + TILE * (tiles - 1) + 1, stride=TILE, axis=axis)
-          for k in range(_IN)]
-  return jnp.stack([sum(float(c) * taps[k] for k, c in enumerate(row) if c) for row in _BT])
+# Every transform is written as sums of scaled slices, which XLA fuses into
+# one pass over the data, and each has its transpose written the same way
+# (a custom VJP): as einsums the transforms were matrix products with
+# transposes around them, and JAX's own transposes of the slices were chains
+# of pads and adds; together they took most of a training step's time.
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _mix(x: jax.Array, matrix: str, axis: int) -> jax.Array:
+  """``matrix`` (r, k) applied along ``axis`` of x (size k there, r after)."""
+  mat = _MATRICES[matrix.removesuffix('^T')]
+  mat = mat.T if matrix.endswith('^T') else mat
+  parts = [jax.lax.index_in_dim(x, k, axis, keepdims=False) for k in range(mat.shape[1])]
+  return jnp.stack([sum(float(c) * parts[k] for k, c in enumerate(row) if c) for row in mat],
+                   axis=axis)
+
+
+def _transposed(matrix: str) -> str:
+  return matrix[:-2] if matrix.endswith('^T') else matrix + '^T'
+
+
+_mix.defvjp(lambda x, matrix, axis: (_mix(x, matrix, axis), None),
+            lambda matrix, axis, _, g: (_mix(g, _transposed(matrix), axis),))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _windows(x: jax.Array, axis: int) -> jax.Array:
+  """The overlapping 6-wide windows at stride 4 along ``axis``: a new axis of 6 before it.
+
+  ``x`` has 4 t + 2 entries along ``axis``; the result has t there.
+  """
+  tiles = (x.shape[axis] - 2) // TILE
+  return jnp.stack([jax.lax.slice_in_dim(x, k, k + TILE * (tiles - 1) + 1, stride=TILE, axis=axis)
+                    for k in range(_IN)], axis=axis)
+
+
+def _overlap_add(g: jax.Array, axis: int) -> jax.Array:
+  """The transpose of ``_windows``: each window's 6 entries added back where they came from."""
+  own = jax.lax.slice_in_dim(g, 0, TILE, axis=axis)  # entries 4t .. 4t+3
+  extra = jax.lax.slice_in_dim(g, TILE, _IN, axis=axis)  # entries 4t+4, 4t+5
+  pad = [(0, 0, 0)] * g.ndim
+  pad[axis] = (0, TILE - (_IN - TILE), 0)
+  extra = jax.lax.pad(extra, jnp.zeros((), g.dtype), pad)
+
+  def rows(y):  # (..., 4, t, ...) -> (..., 4 t, ...), window-major
+    y = jnp.moveaxis(y, axis, axis + 1)
+    return y.reshape(y.shape[:axis] + (-1,) + y.shape[axis + 2:])
+
+  own, extra = rows(own), rows(extra)
+  pad = [(0, 0)] * own.ndim
+  pad[axis] = (0, 2)
+  own = jnp.pad(own, pad)
+  pad[axis] = (TILE, 0)
+  extra = jax.lax.slice_in_dim(jnp.pad(extra, pad), 0, own.shape[axis], axis=axis)
+  return own + extra
+
+
+_windows.defvjp(lambda x, axis: (_windows(x, axis), None),
+                lambda axis, _, g: (_overlap_add(g, axis),))
 
 
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """'Same' 3×3 cross-correlation, NHWC input, HWIO kernel, no bias."""
   n, h, w, c = x.shape
-  o = kernel.shape[-1]
   th, tw = -(-h // TILE), -(-w // TILE)
   x = jnp.pad(x, ((0, 0), (1, TILE * th + 1 - h), (1, TILE * tw + 1 - w), (0, 0)))
-  v = _input_transform(x, 1, th)  # (6, n, th, W, c)
-  v = jax.vmap(lambda r: _input_transform(r, 2, tw))(v)  # (6, 6, n, th, tw, c)
-  u = jnp.einsum('ai,ijco,bj->abco', _G, kernel, _G)  # (6, 6, c, o)
+  v = _mix(_windows(x, 1), 'BT', 1)  # (n, 6, th, W, c)
+  v = _mix(_windows(v, 3), 'BT', 3)  # (n, 6, th, 6, tw, c)
+  v = v.transpose(1, 3, 0, 2, 4, 5)  # (6, 6, n, th, tw, c)
+  u = _mix(_mix(kernel, 'G', 0), 'G', 1)  # (6, 6, c, o)
   m = jnp.einsum('abnhwc,abco->abnhwo', v, u)
-  y = jnp.einsum('ia,abnhwo,jb->nhiwjo', _AT, m, _AT)
-  return y.reshape(n, TILE * th, TILE * tw, o)[:, :h, :w]
+  return _output_transform(m)[:, :h, :w]
+
+
+def _output_transform(m: jax.Array) -> jax.Array:
+  """A^T m A for every tile, (6, 6, n, th, tw, o) -> (n, 4 th, 4 tw, o)."""
+  _, _, n, th, tw, o = m.shape
+  y = _mix(_mix(m, 'AT', 0), 'AT', 1)  # (4, 4, n, th, tw, o)
+  return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, TILE * th, TILE * tw, o)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
