@@ -28,7 +28,7 @@ from flax import nnx  # noqa: E402
 import jdsr  # noqa: E402
 from benchmarks.forward import machine, peak_rss_mb  # noqa: E402
 from configs import phase3_joint  # noqa: E402
-from jdsr import phases  # noqa: E402
+from jdsr import compiling, phases  # noqa: E402
 
 
 def main() -> None:
@@ -54,7 +54,8 @@ def main() -> None:
   tx = phases.make_optimizer(config)
   state = phases.init_state(params, phase, tx)
   remat = phases.use_remat(config.remat)
-  step = jax.jit(phases.make_train_step(graphdef, phase, tx, remat), donate_argnums=0)
+  step = compiling.compile_on_first_call(
+      jax.jit(phases.make_train_step(graphdef, phase, tx, remat), donate_argnums=0))
   rng = np.random.default_rng(0)
   n, s = args.batch, args.lr_size
   batch = {'blur_lr': rng.random((n, s, s, 3), np.float32),

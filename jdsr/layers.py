@@ -32,7 +32,6 @@ Act = Callable[[Array], Array]
 torch_default_init = nnx.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uniform')
 
 CONV_IMPLS = ('auto', 'xla', 'winograd')
-WINOGRAD_MIN_CHANNELS = 16
 
 
 def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = 'xla',
@@ -46,11 +45,11 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
   bfloat16, so 'winograd' is float32 only).
   ``impl='winograd'`` computes 3×3 convolutions with Winograd F(4×4, 3×3)
   (see ``jdsr.winograd``), and 1×1 ones as matrix products: the same numbers
-  to float32 rounding, faster on CPUs. Other kernel sizes, and 3×3
-  convolutions from or to fewer than
-  ``WINOGRAD_MIN_CHANNELS`` channels (the image convolutions, whose
-  transforms would cost more memory and time than they save), always use
-  XLA's convolution.
+  to float32 rounding, faster on CPUs. 3×3 convolutions from or to fewer
+  than ``winograd.MIN_CHANNELS`` channels (the image convolutions) use XLA's
+  convolution, with a kernel gradient computed as one matrix product.
+  Every 3×3 output is named ``winograd.CONV_OUTPUT``, which the training
+  step's rematerialisation keeps (``jdsr.model.run_stacked``).
   """
   if impl not in CONV_IMPLS:
     raise ValueError(f'conv impl must be one of {CONV_IMPLS}, got {impl!r}')
@@ -58,10 +57,8 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
     impl = 'winograd' if jax.default_backend() == 'cpu' and dtype == 'float32' else 'xla'
   if impl == 'winograd' and dtype != 'float32':
     raise ValueError(f"conv_impl 'winograd' computes in float32, not {dtype}: use 'auto' or 'xla'")
-  kwargs = {}
-  if impl == 'winograd' and (kernel_size == 1 or (
-      kernel_size == 3 and min(in_features, out_features) >= WINOGRAD_MIN_CHANNELS)):
-    kwargs['conv_general_dilated'] = winograd.conv_general_dilated
+  kwargs = {'conv_general_dilated': (winograd.conv_general_dilated if impl == 'winograd'
+                                     else winograd.xla_conv_general_dilated)}
   if dtype != 'float32':  # products summed and returned in float32 (the Winograd path takes none)
     kwargs['preferred_element_type'] = jnp.float32
   return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), padding='SAME', use_bias=False,

@@ -34,7 +34,7 @@ import numpy as np
 from flax import nnx
 
 from jdsr import config as config_lib
-from jdsr import layers
+from jdsr import layers, winograd
 from jdsr.layers import Act, Array, Pool
 
 # ``conv(in_features, out_features, kernel_size, rngs=...)``: ``layers.conv`` with the
@@ -60,9 +60,11 @@ _REMAT = contextvars.ContextVar('remat', default=False)
 def remat_blocks(enabled: bool = True) -> Iterator[None]:
   """While tracing inside this context, stacked blocks are rematerialised.
 
-  Each block of a ``run_stacked`` scan then keeps only its input for the
-  backward pass and recomputes the rest: less memory for training, about
-  a third more compute. It changes no result.
+  Each block of a ``run_stacked`` scan then keeps its input and its 3×3
+  convolutions' outputs (the values named ``winograd.CONV_OUTPUT``) for the
+  backward pass, and recomputes the rest: the element-wise work, the
+  attention layers, the 1×1 convolutions and the Winograd input transforms,
+  but not the 3×3 convolutions, which cost most. It changes no result.
   """
   token = _REMAT.set(enabled)
   try:
@@ -71,18 +73,23 @@ def remat_blocks(enabled: bool = True) -> Iterator[None]:
     _REMAT.reset(token)
 
 
-def run_stacked(blocks: nnx.Module, x: Array, *args) -> Array:
+REMAT_POLICY = jax.checkpoint_policies.save_only_these_names(winograd.CONV_OUTPUT)
+
+
+def run_stacked(blocks: nnx.Module, x: Array, *args, remat: bool = True) -> Array:
   """Apply stacked blocks one after the other (``blocks[i](x, *args)``) with a scan.
 
   ``args`` (the shared activation, the pooling function) are closed over: they
-  are the same for every block. See ``remat_blocks``.
+  are the same for every block. See ``remat_blocks``; ``remat=False`` for a
+  scan whose blocks hold scans of their own, which are rematerialised
+  instead (rematerialising both would run the inner blocks forward once more).
   """
 
   def body(x, block):
     return block(x, *args)
 
-  if _REMAT.get():
-    body = nnx.remat(body)
+  if remat and _REMAT.get():
+    body = nnx.remat(body, policy=REMAT_POLICY)
   return nnx.scan(body, in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)(x, blocks)
 
 
@@ -457,7 +464,7 @@ class JDSR(nnx.Module):
     """Transformation + super-resolution of the stage-3 features."""
     x = act(self.SRNet_before_rec(self.SRNet_sr_cab(feat, act, pool)))
     if self.n_resgroups:
-      x = run_stacked(self.SRNet_reconstructor, x, pool) + x
+      x = run_stacked(self.SRNet_reconstructor, x, pool, remat=False) + x
     x = jax.nn.leaky_relu(self.SRNet_HRconv(x), 0.1)
     return self.SRNet_upscale(x)
 

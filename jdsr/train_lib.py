@@ -51,7 +51,7 @@ from clu import metric_writers, metrics, periodic_actions
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jdsr import checkpoints, config as config_lib, metrics as image_metrics, phases, pixels
+from jdsr import checkpoints, compiling, config as config_lib, metrics as image_metrics, phases, pixels
 from jdsr.data import sources
 from jdsr.model import JDSR, abstract_model, build_model
 
@@ -315,10 +315,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   tx = phases.make_optimizer(config)
   init = jax.jit(lambda p: phases.init_state(p, phase, tx), out_shardings=replicated)
-  step_fn = jax.jit(phases.make_train_step(graphdef, phase, tx, phases.use_remat(config.remat),
-                                            config.microbatches),
-                    in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
-                    donate_argnums=0)
+  step_fn = compiling.compile_on_first_call(jax.jit(
+      phases.make_train_step(graphdef, phase, tx, phases.use_remat(config.remat),
+                             config.microbatches),
+      in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
+      donate_argnums=0))
   predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x))
   # The image goes in replicated, as the parameters are: one global array on every host.
   predict = lambda p, x: predict_fn(p, jax.device_put(x, replicated))

@@ -27,6 +27,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 # Interpolation points 0, 1, -1, 2, -2 and infinity.
 _BT = np.array([
@@ -82,19 +83,20 @@ _mix.defvjp(lambda x, matrix, axis: (_mix(x, matrix, axis), None),
             lambda matrix, axis, _, g: (_mix(g, _transposed(matrix), axis),))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
-def _windows(x: jax.Array, axis: int) -> jax.Array:
-  """The overlapping 6-wide windows at stride 4 along ``axis``: a new axis of 6 before it.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
+def _windows(x: jax.Array, axis: int, to: int) -> jax.Array:
+  """The overlapping 6-wide windows at stride 4 along ``axis``, as a new axis ``to`` of the result.
 
   ``x`` has 4 t + 2 entries along ``axis``; the result has t there.
   """
   tiles = (x.shape[axis] - 2) // TILE
   return jnp.stack([jax.lax.slice_in_dim(x, k, k + TILE * (tiles - 1) + 1, stride=TILE, axis=axis)
-                    for k in range(_IN)], axis=axis)
+                    for k in range(_IN)], axis=to)
 
 
 def _overlap_add(g: jax.Array, axis: int) -> jax.Array:
-  """The transpose of ``_windows``: each window's 6 entries added back where they came from."""
+  """The transpose of ``_windows`` (its windows at ``axis``, the tiles after them):
+  each window's 6 entries added back where they came from."""
   own = jax.lax.slice_in_dim(g, 0, TILE, axis=axis)  # entries 4t .. 4t+3
   extra = jax.lax.slice_in_dim(g, TILE, _IN, axis=axis)  # entries 4t+4, 4t+5
   pad = [(0, 0, 0)] * g.ndim
@@ -114,8 +116,8 @@ def _overlap_add(g: jax.Array, axis: int) -> jax.Array:
   return own + extra
 
 
-_windows.defvjp(lambda x, axis: (_windows(x, axis), None),
-                lambda axis, _, g: (_overlap_add(g, axis),))
+_windows.defvjp(lambda x, axis, to: (_windows(x, axis, to), None),
+                lambda axis, to, _, g: (_overlap_add(jnp.moveaxis(g, to, axis), axis),))
 
 
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -123,9 +125,8 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   n, h, w, c = x.shape
   th, tw = -(-h // TILE), -(-w // TILE)
   x = jnp.pad(x, ((0, 0), (1, TILE * th + 1 - h), (1, TILE * tw + 1 - w), (0, 0)))
-  v = _mix(_windows(x, 1), 'BT', 1)  # (n, 6, th, W, c)
-  v = _mix(_windows(v, 3), 'BT', 3)  # (n, 6, th, 6, tw, c)
-  v = v.transpose(1, 3, 0, 2, 4, 5)  # (6, 6, n, th, tw, c)
+  v = _mix(_windows(x, 1, 0), 'BT', 0)  # (6, n, th, W, c)
+  v = _mix(_windows(v, 3, 1), 'BT', 1)  # (6, 6, n, th, tw, c)
   u = _mix(_mix(kernel, 'G', 0), 'G', 1)  # (6, 6, c, o)
   m = jnp.einsum('abnhwc,abco->abnhwo', v, u)
   return _output_transform(m)[:, :h, :w]
@@ -138,15 +139,24 @@ def _output_transform(m: jax.Array) -> jax.Array:
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, TILE * th, TILE * tw, o)
 
 
+CONV_OUTPUT = 'conv3x3'  # the checkpoint name of every 3×3 convolution's output (see jdsr.model)
+# 3×3 convolutions from or to fewer channels (the image convolutions) stay direct: their
+# transforms would cost more memory and time than they save.
+MIN_CHANNELS = 16
+
+
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                          rhs_dilation=None, dimension_numbers=None, feature_group_count=1,
                          precision=None, **kwargs):
   """A drop-in for `jax.lax.conv_general_dilated` (as `nnx.Conv` calls it).
 
-  Takes the Winograd path for a plain 3×3, stride-1, 'SAME', NHWC/HWIO
-  convolution, computes a plain 1×1 one as a matrix product (XLA's CPU
-  convolution is slow to differentiate: its kernel gradient runs at a fraction
-  of a GEMM's speed), and hands every other case to XLA unchanged.
+  For a plain stride-1 'SAME' NHWC/HWIO convolution: a 3×3 one takes the
+  Winograd path, or, with fewer than ``MIN_CHANNELS`` input or output
+  channels (the image convolutions), XLA's convolution with a faster kernel
+  gradient (``thin_conv3x3``); a 1×1 one is a matrix product (XLA's CPU
+  convolution is slow to differentiate: its kernel gradient runs at a
+  fraction of a GEMM's speed). Every other case goes to XLA unchanged. 3×3
+  outputs are named ``CONV_OUTPUT`` for rematerialisation policies.
   """
   plain = (rhs.ndim == 4 and rhs.shape[:2] in ((3, 3), (1, 1)) and tuple(window_strides) == (1, 1)
            and padding == 'SAME' and all(d in (None, 1) for d in (lhs_dilation or [1]))
@@ -156,10 +166,56 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
   if plain and rhs.shape[:2] == (1, 1):
     return jnp.einsum('nhwc,co->nhwo', lhs, rhs[0, 0], precision=precision)
   if plain:
-    return conv3x3(lhs, rhs)
+    wide = min(rhs.shape[2:]) >= MIN_CHANNELS
+    return checkpoint_name((conv3x3 if wide else thin_conv3x3)(lhs, rhs), CONV_OUTPUT)
   return jax.lax.conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation,
                                       rhs_dilation, dimension_numbers, feature_group_count,
                                       precision=precision, **kwargs)
+
+
+def xla_conv_general_dilated(lhs, rhs, *args, **kwargs):
+  """`jax.lax.conv_general_dilated` with 3×3 outputs named ``CONV_OUTPUT``."""
+  y = jax.lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
+  return checkpoint_name(y, CONV_OUTPUT) if rhs.ndim == 4 and rhs.shape[:2] == (3, 3) else y
+
+
+def _direct(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@jax.custom_vjp
+def thin_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's 'same' 3×3 convolution, for few input or output channels, with a fast kernel gradient.
+
+  XLA's CPU backend computes this kernel gradient as a convolution whose
+  window is the whole image (0.75 s of a phase-3 step for the two image
+  convolutions at 256×256). Here it is one matrix product: the thin side
+  (image or gradient, 3 channels) shifted to the 9 taps, against the other.
+  """
+  return _direct(x, kernel)
+
+
+def _thin_conv3x3_bwd(res, g):
+  x, kernel = res
+  n, h, w, c = x.shape
+  o = g.shape[-1]
+  grad_x = _direct(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  # dL/dk[i, j, c, o] = sum_{y, x} xpad[y + i, x + j, c] g[y, x, o]
+  #                   = sum_{y, x} x[y, x, c] gpad[y - i + 2, x - j + 2, o] (0-based, pad 1).
+  if c <= o:
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    taps = jnp.stack([xp[:, i:i + h, j:j + w] for i in range(3) for j in range(3)], axis=3)
+    grad_k = jnp.einsum('nhwtc,nhwo->tco', taps, g)
+  else:
+    gp = jnp.pad(g, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    taps = jnp.stack([gp[:, 2 - i:2 - i + h, 2 - j:2 - j + w] for i in range(3) for j in range(3)],
+                     axis=3)
+    grad_k = jnp.einsum('nhwc,nhwto->tco', x, taps)
+  return grad_x, grad_k.reshape(kernel.shape)
+
+
+thin_conv3x3.defvjp(lambda x, kernel: (thin_conv3x3(x, kernel), (x, kernel)), _thin_conv3x3_bwd)
 
 
 def _is_nhwc(dn) -> bool:
