@@ -71,6 +71,10 @@ def prelu(negative_slope: Array) -> Act:
   return lambda x: jnp.where(x >= 0, x, negative_slope.astype(x.dtype) * x)
 
 
+RESAMPLE_SCOPE, SHUFFLE_SCOPE, ATTENTION_SCOPE = 'resample', 'pixel_shuffle', 'attention'
+
+
+@jax.named_scope(RESAMPLE_SCOPE)
 def downsample2(x: Array) -> Array:
   """Bilinear ×0.5 with half-pixel centres and no antialiasing: a 2×2 mean."""
   n, h, w, c = x.shape
@@ -93,11 +97,13 @@ def _upsample2_axis(x: Array, axis: int) -> Array:
   return out.reshape(shape)
 
 
+@jax.named_scope(RESAMPLE_SCOPE)
 def upsample2(x: Array) -> Array:
   """Bilinear ×2 with half-pixel centres and clamped borders."""
   return _upsample2_axis(_upsample2_axis(x, 1), 2)
 
 
+@jax.named_scope(SHUFFLE_SCOPE)
 def pixel_shuffle(x: Array, r: int) -> Array:
   """PyTorch's PixelShuffle in NHWC: out[4h+i, 4w+j, c] = in[h, w, 16c + 4i + j]."""
   n, h, w, c = x.shape

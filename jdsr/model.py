@@ -105,6 +105,7 @@ class CALayer(nnx.Module):
     self.conv_du1 = conv(c, c // reduction, 1, rngs=rngs)
     self.conv_du2 = conv(c // reduction, c, 1, rngs=rngs)
 
+  @jax.named_scope(layers.ATTENTION_SCOPE)
   def __call__(self, x: Array, pool: Pool) -> Array:
     y = self.conv_du2(jax.nn.relu(layers.pool_conv(pool, self.conv_du1, x)))
     return x * jax.nn.sigmoid(y)
@@ -290,6 +291,7 @@ class MSCAM(nnx.Module):
     self.global_att1 = conv(c, inner, 1, rngs=rngs)
     self.global_att2 = conv(inner, c, 1, rngs=rngs)
 
+  @jax.named_scope(layers.ATTENTION_SCOPE)
   def __call__(self, x: Array, pool: Pool) -> Array:
     local = self.local_att2(jax.nn.relu(self.local_att1(x)))
     glob = self.global_att2(jax.nn.relu(layers.pool_conv(pool, self.global_att1, x)))

@@ -182,6 +182,9 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
+OPTIMIZER_SCOPE = 'optimizer'  # its ops' named scope (benchmarks/profile.py)
+
+
 def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTransformation,
                     remat: bool = False, microbatches: int = 1
                     ) -> Callable[[TrainState, dict], tuple]:
@@ -226,8 +229,9 @@ def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTran
       (_, (total, grads)), _ = jax.lax.scan(accumulate, (state.params, zero), parts)
     count = jnp.sum(batch['weight'])
     loss, grads = total / count, jax.tree.map(lambda g: g / count, grads)
-    updates, opt_state = tx.update(grads, state.opt_state, trained)
-    params = nnx.merge_state(optax.apply_updates(trained, updates), frozen)
+    with jax.named_scope(OPTIMIZER_SCOPE):
+      updates, opt_state = tx.update(grads, state.opt_state, trained)
+      params = nnx.merge_state(optax.apply_updates(trained, updates), frozen)
     new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
     finite = jnp.isfinite(loss) & all_finite(params)
     new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)

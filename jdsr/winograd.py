@@ -56,6 +56,9 @@ _AT = np.array([
 TILE = 4  # output tile size
 _IN = TILE + 2  # input tile size
 _MATRICES = {'BT': _BT, 'G': _G, 'AT': _AT}
+# Named scopes (in the compiled program's op names) for benchmarks/profile.py's breakdown.
+TRANSFORM_SCOPE, GEMM_SCOPE = 'winograd_transform', 'winograd_gemm'
+CONV1X1_SCOPE, DIRECT_SCOPE = 'conv1x1', 'direct_conv'
 
 
 # Every transform is written as sums of scaled slices, which XLA fuses into
@@ -70,9 +73,10 @@ def _mix(x: jax.Array, matrix: str, axis: int) -> jax.Array:
   """``matrix`` (r, k) applied along ``axis`` of x (size k there, r after)."""
   mat = _MATRICES[matrix.removesuffix('^T')]
   mat = mat.T if matrix.endswith('^T') else mat
-  parts = [jax.lax.index_in_dim(x, k, axis, keepdims=False) for k in range(mat.shape[1])]
-  return jnp.stack([sum(float(c) * parts[k] for k, c in enumerate(row) if c) for row in mat],
-                   axis=axis)
+  with jax.named_scope(TRANSFORM_SCOPE):
+    parts = [jax.lax.index_in_dim(x, k, axis, keepdims=False) for k in range(mat.shape[1])]
+    return jnp.stack([sum(float(c) * parts[k] for k, c in enumerate(row) if c) for row in mat],
+                     axis=axis)
 
 
 def _transposed(matrix: str) -> str:
@@ -84,19 +88,28 @@ _mix.defvjp(lambda x, matrix, axis: (_mix(x, matrix, axis), None),
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
-def _windows(x: jax.Array, axis: int, to: int) -> jax.Array:
-  """The overlapping 6-wide windows at stride 4 along ``axis``, as a new axis ``to`` of the result.
+def _input_axis(x: jax.Array, axis: int, to: int) -> jax.Array:
+  """B^T applied to the overlapping 6-wide windows at stride 4 along ``axis``: a new axis ``to``.
 
-  ``x`` has 4 t + 2 entries along ``axis``; the result has t there.
+  ``x`` has 4 t + 2 entries along ``axis``; the result has t there, and the 6
+  transformed window entries along ``to``. One pass: the windows are never
+  materialised.
   """
   tiles = (x.shape[axis] - 2) // TILE
-  return jnp.stack([jax.lax.slice_in_dim(x, k, k + TILE * (tiles - 1) + 1, stride=TILE, axis=axis)
-                    for k in range(_IN)], axis=to)
+  with jax.named_scope(TRANSFORM_SCOPE):
+    taps = [jax.lax.slice_in_dim(x, k, k + TILE * (tiles - 1) + 1, stride=TILE, axis=axis)
+            for k in range(_IN)]
+    return jnp.stack([sum(float(c) * taps[k] for k, c in enumerate(row) if c) for row in _BT],
+                     axis=to)
 
 
 def _overlap_add(g: jax.Array, axis: int) -> jax.Array:
-  """The transpose of ``_windows`` (its windows at ``axis``, the tiles after them):
-  each window's 6 entries added back where they came from."""
+  """Each 6-wide window's entries (at ``axis``, the tiles after it) added back where they came from."""
+  with jax.named_scope(TRANSFORM_SCOPE):
+    return _overlap_add_unscoped(g, axis)
+
+
+def _overlap_add_unscoped(g: jax.Array, axis: int) -> jax.Array:
   own = jax.lax.slice_in_dim(g, 0, TILE, axis=axis)  # entries 4t .. 4t+3
   extra = jax.lax.slice_in_dim(g, TILE, _IN, axis=axis)  # entries 4t+4, 4t+5
   pad = [(0, 0, 0)] * g.ndim
@@ -116,8 +129,9 @@ def _overlap_add(g: jax.Array, axis: int) -> jax.Array:
   return own + extra
 
 
-_windows.defvjp(lambda x, axis, to: (_windows(x, axis, to), None),
-                lambda axis, to, _, g: (_overlap_add(jnp.moveaxis(g, to, axis), axis),))
+_input_axis.defvjp(
+    lambda x, axis, to: (_input_axis(x, axis, to), None),
+    lambda axis, to, _, g: (_overlap_add(jnp.moveaxis(_mix(g, 'BT^T', to), to, axis), axis),))
 
 
 def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -125,10 +139,10 @@ def conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   n, h, w, c = x.shape
   th, tw = -(-h // TILE), -(-w // TILE)
   x = jnp.pad(x, ((0, 0), (1, TILE * th + 1 - h), (1, TILE * tw + 1 - w), (0, 0)))
-  v = _mix(_windows(x, 1, 0), 'BT', 0)  # (6, n, th, W, c)
-  v = _mix(_windows(v, 3, 1), 'BT', 1)  # (6, 6, n, th, tw, c)
+  v = _input_axis(_input_axis(x, 1, 0), 3, 1)  # (6, 6, n, th, tw, c)
   u = _mix(_mix(kernel, 'G', 0), 'G', 1)  # (6, 6, c, o)
-  m = jnp.einsum('abnhwc,abco->abnhwo', v, u)
+  with jax.named_scope(GEMM_SCOPE):
+    m = jnp.einsum('abnhwc,abco->abnhwo', v, u)
   return _output_transform(m)[:, :h, :w]
 
 
@@ -164,7 +178,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
            and _is_nhwc(dimension_numbers) and kwargs.get('preferred_element_type') is None
            and kwargs.get('out_sharding') is None)
   if plain and rhs.shape[:2] == (1, 1):
-    return jnp.einsum('nhwc,co->nhwo', lhs, rhs[0, 0], precision=precision)
+    with jax.named_scope(CONV1X1_SCOPE):
+      return jnp.einsum('nhwc,co->nhwo', lhs, rhs[0, 0], precision=precision)
   if plain:
     wide = min(rhs.shape[2:]) >= MIN_CHANNELS
     return checkpoint_name((conv3x3 if wide else thin_conv3x3)(lhs, rhs), CONV_OUTPUT)
@@ -175,13 +190,15 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 
 def xla_conv_general_dilated(lhs, rhs, *args, **kwargs):
   """`jax.lax.conv_general_dilated` with 3×3 outputs named ``CONV_OUTPUT``."""
-  y = jax.lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
+  with jax.named_scope(DIRECT_SCOPE if rhs.shape[:2] != (1, 1) else CONV1X1_SCOPE):
+    y = jax.lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
   return checkpoint_name(y, CONV_OUTPUT) if rhs.ndim == 4 and rhs.shape[:2] == (3, 3) else y
 
 
 def _direct(x: jax.Array, kernel: jax.Array) -> jax.Array:
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  with jax.named_scope(DIRECT_SCOPE):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
+                                        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
 @jax.custom_vjp
@@ -198,9 +215,15 @@ def thin_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def _thin_conv3x3_bwd(res, g):
   x, kernel = res
-  n, h, w, c = x.shape
-  o = g.shape[-1]
   grad_x = _direct(g, jnp.flip(kernel, (0, 1)).swapaxes(2, 3))
+  with jax.named_scope(DIRECT_SCOPE):
+    return grad_x, _thin_kernel_grad(x, g).reshape(kernel.shape)
+
+
+def _thin_kernel_grad(x: jax.Array, g: jax.Array) -> jax.Array:
+  """(9, c, o): the kernel gradient, taps first, as one matrix product."""
+  _, h, w, c = x.shape
+  o = g.shape[-1]
   # dL/dk[i, j, c, o] = sum_{y, x} xpad[y + i, x + j, c] g[y, x, o]
   #                   = sum_{y, x} x[y, x, c] gpad[y - i + 2, x - j + 2, o] (0-based, pad 1).
   if c <= o:
@@ -212,7 +235,7 @@ def _thin_conv3x3_bwd(res, g):
     taps = jnp.stack([gp[:, 2 - i:2 - i + h, 2 - j:2 - j + w] for i in range(3) for j in range(3)],
                      axis=3)
     grad_k = jnp.einsum('nhwc,nhwto->tco', x, taps)
-  return grad_x, grad_k.reshape(kernel.shape)
+  return grad_k
 
 
 thin_conv3x3.defvjp(lambda x, kernel: (thin_conv3x3(x, kernel), (x, kernel)), _thin_conv3x3_bwd)

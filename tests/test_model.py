@@ -5,6 +5,7 @@ import pytest
 
 import jax
 import jax.numpy as jnp
+import jax.extend.core  # noqa: F401 (jax.extend.core.jaxprs_in_params)
 from flax import nnx
 
 import jdsr
@@ -158,7 +159,7 @@ def _winograd_products(jaxpr) -> int:
   for eqn in jaxpr.eqns:
     if eqn.primitive.name == 'dot_general' and eqn.outvars[0].aval.shape[:2] == (6, 6):
       count += 1
-    for sub in jax.core.jaxprs_in_params(eqn.params):
+    for sub in jax.extend.core.jaxprs_in_params(eqn.params):
       count += _winograd_products(sub)
   return count
 
