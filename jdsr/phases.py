@@ -182,7 +182,7 @@ def all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-OPTIMIZER_SCOPE = 'optimizer'  # its ops' named scope (benchmarks/profile.py)
+OPTIMIZER_SCOPE = 'optimizer'  # its ops' named scope (benchmarks/breakdown.py)
 
 
 def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTransformation,

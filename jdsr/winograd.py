@@ -56,7 +56,7 @@ _AT = np.array([
 TILE = 4  # output tile size
 _IN = TILE + 2  # input tile size
 _MATRICES = {'BT': _BT, 'G': _G, 'AT': _AT}
-# Named scopes (in the compiled program's op names) for benchmarks/profile.py's breakdown.
+# Named scopes (in the compiled program's op names) for benchmarks/breakdown.py's breakdown.
 TRANSFORM_SCOPE, GEMM_SCOPE = 'winograd_transform', 'winograd_gemm'
 CONV1X1_SCOPE, DIRECT_SCOPE = 'conv1x1', 'direct_conv'
 

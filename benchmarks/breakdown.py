@@ -12,7 +12,7 @@ named scope it comes from (each op's ``op_name`` in the compiled program):
   pixel shuffle; the optimizer;
 * everything else (activations, residual sums, concatenations, the loss, copies).
 
-    python benchmarks/profile.py [--what forward|train] [--top N]
+    python benchmarks/breakdown.py [--what forward|train] [--top N]
 
 ``--top N`` also lists the N costliest op names of 'everything else'.
 
