@@ -157,10 +157,10 @@ REMAT_MIN_FREE_GIB = 32  # 'auto': accelerators with less memory than this remat
 def use_remat(setting: str | bool) -> bool:
   """Whether to rematerialise the stacked blocks (``config.remat``: 'auto', 'on' or 'off').
 
-  Rematerialising keeps each block's input only and recomputes the rest in
-  the backward pass: about half the memory for about one more forward pass.
-  'auto' turns it on on CPUs, where it costs no time (the backward pass is
-  memory-bound there), and on accelerators with less than
+  Rematerialising keeps each block's input and its 3×3 convolutions' outputs
+  and recomputes the rest in the backward pass (``jdsr.model.remat_blocks``):
+  about half the memory for a little more compute. 'auto' turns it on on
+  CPUs, where it costs no time, and on accelerators with less than
   ``REMAT_MIN_FREE_GIB`` GiB of memory; off on larger ones (an H100's 80 GB
   holds the paper's batch without it).
   """

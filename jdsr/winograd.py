@@ -4,17 +4,15 @@ A 3×3 convolution computes each 4×4 output tile from a 6×6 input tile. In the
 Winograd domain that is 36 elementwise products per channel pair instead of
 144 multiply-adds, so the channel contraction (a batch of 36 matrix products)
 costs a quarter of the direct convolution; the input, kernel and output
-transforms are cheap linear maps. XLA's CPU convolution runs at the speed of
-its matrix product, so this is about twice as fast end to end there.
+transforms are linear maps, written as sums of scaled slices (one pass each).
+On CPUs this is 1.5-2× XLA's direct convolution, and its gradient (JAX's,
+through the transforms' hand-written transposes) many times XLA's
+convolution gradient: see README's "Performance" for the measurements.
 
 The result equals the direct convolution up to float32 rounding (the
 transforms use the interpolation points 0, ±1, ±2, ∞; errors are a few units
-in the last place of the inputs' scale). It is differentiable like any JAX
-function, so training uses it too: with the blocks rematerialised, JAX's
-derived gradient measured faster here (19.2 s against 22.2 s per phase-3
-step) than a hand-written one (a Winograd convolution for the input, nine
-GEMMs for the kernel). GPUs have their own fast convolutions:
-keep ``impl='xla'`` there.
+in the last place of the inputs' scale). GPUs have their own fast
+convolutions: keep ``impl='xla'`` there.
 
 Reference: A. Lavin and S. Gray, "Fast Algorithms for Convolutional Neural
 Networks", CVPR 2016.
