@@ -12,9 +12,10 @@ named scope it comes from (each op's ``op_name`` in the compiled program):
   pixel shuffle; the optimizer;
 * everything else (activations, residual sums, concatenations, the loss, copies).
 
-    python benchmarks/breakdown.py [--what forward|train] [--top N]
+    python benchmarks/breakdown.py [--what forward|train] [--top N] [--of SCOPE]
 
-``--top N`` also lists the N costliest op names of 'everything else'.
+``--top N`` also lists the N costliest op names of 'everything else', or of the
+category of the named scope ``--of`` (for example ``winograd_transform``).
 
 The operations run one after the other on this backend, so their sum is close
 to the step's time; the table says how close.
@@ -98,6 +99,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--what', choices=('forward', 'train'), default='train')
   parser.add_argument('--top', type=int, default=0, help="list the N costliest ops of 'everything else'")
+  parser.add_argument('--of', default=None, help='with --top: the ops of this named scope instead')
   args = parser.parse_args()
   compiled, run = build(args.what)
   compiling.release_free_memory()
@@ -116,7 +118,7 @@ def main() -> None:
     if e.get('ph') == 'X' and e.get('name') in names:
       label = category(names[e['name']])
       seconds[label] += e['dur'] / 1e6
-      if label == OTHER:
+      if label == dict(CATEGORIES).get(args.of, OTHER):
         other[re.sub(r'^jit\([^)]*\)/', '', names[e['name']])] += e['dur'] / 1e6
   total = sum(seconds.values())
   what = ('forward pass, 1x176x320 -> 704x1280' if args.what == 'forward'
