@@ -66,15 +66,20 @@ CONV1X1_SCOPE, DIRECT_SCOPE = 'conv1x1', 'direct_conv'
 # of pads and adds; together they took most of a training step's time.
 
 
+def _combine(mat: np.ndarray, parts: list[jax.Array], axis: int) -> jax.Array:
+  """Row r of the result, stacked at ``axis``: sum_k mat[r, k] * parts[k] (zeros skipped)."""
+  with jax.named_scope(TRANSFORM_SCOPE):
+    return jnp.stack([sum(float(c) * parts[k] for k, c in enumerate(row) if c) for row in mat],
+                     axis=axis)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _mix(x: jax.Array, matrix: str, axis: int) -> jax.Array:
   """``matrix`` (r, k) applied along ``axis`` of x (size k there, r after)."""
   mat = _MATRICES[matrix.removesuffix('^T')]
   mat = mat.T if matrix.endswith('^T') else mat
-  with jax.named_scope(TRANSFORM_SCOPE):
-    parts = [jax.lax.index_in_dim(x, k, axis, keepdims=False) for k in range(mat.shape[1])]
-    return jnp.stack([sum(float(c) * parts[k] for k, c in enumerate(row) if c) for row in mat],
-                     axis=axis)
+  return _combine(mat, [jax.lax.index_in_dim(x, k, axis, keepdims=False)
+                        for k in range(mat.shape[1])], axis)
 
 
 def _transposed(matrix: str) -> str:
@@ -94,20 +99,13 @@ def _input_axis(x: jax.Array, axis: int, to: int) -> jax.Array:
   materialised.
   """
   tiles = (x.shape[axis] - 2) // TILE
-  with jax.named_scope(TRANSFORM_SCOPE):
-    taps = [jax.lax.slice_in_dim(x, k, k + TILE * (tiles - 1) + 1, stride=TILE, axis=axis)
-            for k in range(_IN)]
-    return jnp.stack([sum(float(c) * taps[k] for k, c in enumerate(row) if c) for row in _BT],
-                     axis=to)
+  return _combine(_BT, [jax.lax.slice_in_dim(x, k, k + TILE * (tiles - 1) + 1, stride=TILE,
+                                             axis=axis) for k in range(_IN)], to)
 
 
+@jax.named_scope(TRANSFORM_SCOPE)
 def _overlap_add(g: jax.Array, axis: int) -> jax.Array:
   """Each 6-wide window's entries (at ``axis``, the tiles after it) added back where they came from."""
-  with jax.named_scope(TRANSFORM_SCOPE):
-    return _overlap_add_unscoped(g, axis)
-
-
-def _overlap_add_unscoped(g: jax.Array, axis: int) -> jax.Array:
   own = jax.lax.slice_in_dim(g, 0, TILE, axis=axis)  # entries 4t .. 4t+3
   extra = jax.lax.slice_in_dim(g, TILE, _IN, axis=axis)  # entries 4t+4, 4t+5
   pad = [(0, 0, 0)] * g.ndim
@@ -188,9 +186,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
 
 def xla_conv_general_dilated(lhs, rhs, *args, **kwargs):
   """`jax.lax.conv_general_dilated` with 3×3 outputs named ``CONV_OUTPUT``."""
-  with jax.named_scope(DIRECT_SCOPE if rhs.shape[:2] != (1, 1) else CONV1X1_SCOPE):
+  pointwise = rhs.shape[:2] == (1, 1)
+  with jax.named_scope(CONV1X1_SCOPE if pointwise else DIRECT_SCOPE):
     y = jax.lax.conv_general_dilated(lhs, rhs, *args, **kwargs)
-  return checkpoint_name(y, CONV_OUTPUT) if rhs.ndim == 4 and rhs.shape[:2] == (3, 3) else y
+  return checkpoint_name(y, CONV_OUTPUT) if rhs.shape[:2] == (3, 3) else y
 
 
 def _direct(x: jax.Array, kernel: jax.Array) -> jax.Array:
