@@ -8,7 +8,7 @@
 
 Writes results.csv (per image), summary.json, images/ and figures/ in the
 output directory and prints the mean PSNR/SSIM beside the bicubic baseline.
-The settings go one way: flags -> config -> jdsr.restore.Options -> restore.
+The settings go one way: flags -> config -> jdsr.inference.restore.Options -> restore.
 Each flag below sets the config field of the same name; any field can also be
 set with --config.FIELD=VALUE (see configs/eval_default.py for all of them).
 """
@@ -72,7 +72,9 @@ def main(argv):
   elif FLAGS.reds_root:
     config.data = 'reds'
 
-  from jdsr import checkpoints, evaluate, restore  # after flag parsing: --help stays fast
+  from jdsr import checkpoints  # after flag parsing: --help stays fast
+  from jdsr.evaluation import evaluate
+  from jdsr.inference import restore
 
   config_lib.use_compilation_cache(FLAGS.compilation_cache)
   if not config.checkpoint:

@@ -9,7 +9,7 @@
 
 Running the same command again resumes from the latest checkpoint in
 --workdir. Any config field can be set with --config.FIELD=VALUE; see
-configs/default.py for all of them and jdsr/train_lib.py for what is written.
+configs/default.py for all of them and jdsr/loop.py for what is written.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main(argv: list[str]) -> int:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   # Imported after jax.distributed.initialize, which must come before any computation.
-  from jdsr import train_lib
+  from jdsr.train import loop
 
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_quiet_orbax)
@@ -66,8 +66,8 @@ def main(argv: list[str]) -> int:
                jax.process_count(), jax.device_count(), jax.devices()[0].platform)
   config_lib.use_compilation_cache(FLAGS.compilation_cache)
   try:
-    result = train_lib.train_and_evaluate(config_lib.from_flag(_CONFIG), FLAGS.workdir)
-  except (train_lib.TrainingError, ValueError, OSError) as e:  # one line, not a traceback
+    result = loop.train_and_evaluate(config_lib.from_flag(_CONFIG), FLAGS.workdir)
+  except (loop.TrainingError, ValueError, OSError) as e:  # one line, not a traceback
     print(f'train.py: error: {e}', file=sys.stderr)
     return 1
   scores = ', '.join(f'{k} {v:.4f}' for k, v in result.scalars.items())

@@ -12,7 +12,7 @@ named scope it comes from (each op's ``op_name`` in the compiled program):
   pixel shuffle; the optimizer;
 * everything else (activations, residual sums, concatenations, the loss, copies).
 
-    python benchmarks/breakdown.py [--what forward|train] [--top N] [--of SCOPE]
+    python -m benchmarks.breakdown [--what forward|train] [--top N] [--of SCOPE]
 
 ``--top N`` also lists the N costliest op names of 'everything else', or of the
 category of the named scope ``--of`` (for example ``winograd_transform``).
@@ -30,20 +30,18 @@ import gzip
 import json
 import os
 import re
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
+from flax import nnx
 
-import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jdsr  # noqa: E402
-from benchmarks.vs_pytorch import cpu  # noqa: E402
-from configs import phase3_joint  # noqa: E402
-from jdsr import compiling, layers, phases, winograd  # noqa: E402
+import jdsr
+from benchmarks.vs_pytorch import cpu
+from configs import phase3_joint
+from jdsr.train import compiling, phases
+from jdsr.nn import layers, winograd
 
 # Innermost scope first wins (a 1×1 conv inside an attention layer counts as a 1×1 conv).
 CATEGORIES = [

@@ -4,7 +4,7 @@ Prints the cold time (first call: trace + compile + run), the warm time
 (median of --runs calls), achieved GFLOP/s (2.86 TFLOP per frame, multiply-adds
 counted as 2) and the process's peak RSS, with the machine named.
 
-    python benchmarks/forward.py [--conv_impl winograd|xla] [--runs 5] [--tlsc]
+    python -m benchmarks.forward [--conv_impl winograd|xla] [--runs 5] [--tlsc]
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ import os
 import platform
 import resource
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+from flax import nnx
 
-import jax  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jdsr  # noqa: E402
+import jdsr
 
 TFLOP_PER_FRAME = 2.86  # the paper's count at a 176x320 input
 

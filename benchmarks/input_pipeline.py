@@ -11,7 +11,7 @@ prints:
   images it uses, 64×64 LR crops), on 1 thread (per core) and on all cores,
   beside the old way: whole frames decoded, then cropped.
 
-    python benchmarks/input_pipeline.py [--sequences 4] [--frames 15] [--seconds 8]
+    python -m benchmarks.input_pipeline [--sequences 4] [--frames 15] [--seconds 8]
 """
 
 from __future__ import annotations
@@ -20,20 +20,18 @@ import argparse
 import os
 import pathlib
 import platform
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'  # TensorFlow's start-up notices
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageFilter  # noqa: E402
+import numpy as np
+from PIL import Image, ImageFilter
 
-import tensorflow_datasets as tfds  # noqa: E402
+import tensorflow_datasets as tfds
 
-from jdsr import phases  # noqa: E402
-from jdsr.data import pipeline, reds, reds_tfds  # noqa: E402
+from jdsr.train import phases
+from jdsr.data import pipeline, reds, reds_tfds
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PHASE_KEYS = {name: phase.batch_keys for name, phase in phases.PHASES.items()}

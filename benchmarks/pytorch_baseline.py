@@ -1,14 +1,13 @@
 """The PyTorch baseline for the benchmarks: the same network in PyTorch, timed here.
 
 The official implementation is not part of this project, so this script times
-the same network in PyTorch, ``tests.torch_network.Net`` (the structure of
+the same network in PyTorch, ``jdsr.nn.torch_network.Net`` (the structure of
 docs/network.md, "Network", the module names of the official checkpoint, so
 that an official state dict loads into it strictly), the way ``forward.py`` and
-``train_step.py`` time ours. With ``--check`` it first loads the golden weights
-of ../shared/reference and compares its outputs with ``golden_forward.npz``, to
-show that what is timed is the reference network.
+``train_step.py`` time ours. tests/test_model.py checks that network against
+the official implementation's numbers.
 
-    python benchmarks/pytorch_baseline.py [--check] [--runs 3] [--threads 2]
+    python -m benchmarks.pytorch_baseline [--runs 3] [--threads 2]
 """
 
 from __future__ import annotations
@@ -17,46 +16,22 @@ import argparse
 import os
 import resource
 import statistics
-import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from tests.torch_network import Net  # noqa: E402
-
-
-def check() -> None:
-  """Load the golden weights strictly and compare with golden_forward.npz."""
-  import numpy as np
-  from tests import reference
-  net = Net().eval()
-  net.load_state_dict({k: torch.from_numpy(v) for k, v in reference.golden_state_dict().items()},
-                      strict=True)
-  golden = reference.load('golden_forward.npz')
-  with torch.no_grad():
-    images, sr = net(torch.from_numpy(golden['input']))
-  for name, got in zip(('stage3_img', 'stage2_img', 'stage1_img', 'sr'), [*images, sr]):
-    diff = float(np.abs(got.numpy() - golden[name]).max())
-    print(f'check {name}: max |diff| = {diff:.1e}')
-    if diff > 1e-4:
-      sys.exit(f'{name} differs from the reference: this baseline is not the reference network')
+from jdsr.nn.torch_network import Net
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('--check', action='store_true', help='compare with the goldens first')
   parser.add_argument('--runs', type=int, default=3)
   parser.add_argument('--threads', type=int, default=os.cpu_count())
   parser.add_argument('--train', action='store_true',
                       help='time a phase-3 training step (batch 3, 64x64) instead of a forward')
   args = parser.parse_args()
   torch.set_num_threads(args.threads)
-  if args.check:
-    check()
   net = Net()
   if args.train:
     x, hr = torch.rand(3, 3, 64, 64), torch.rand(3, 3, 256, 256)

@@ -1,6 +1,6 @@
 """Memory and time of restoring a large image with tiles: 720x1280 -> 2880x5120.
 
-    python benchmarks/restore_large.py [--tile 256] [--no-tlsc] [--height 720 --width 1280]
+    python -m benchmarks.restore_large [--tile 256] [--no-tlsc] [--height 720 --width 1280]
 
 Prints the peak RSS of the whole process (model, compilation and all tiles)
 and the time, with the machine named.
@@ -9,18 +9,13 @@ and the time, with the machine named.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-import jdsr  # noqa: E402
-from jdsr import restore as restore_lib  # noqa: E402
-from forward import machine, peak_rss_mb  # noqa: E402
+import jdsr
+from jdsr.inference import restore as restore_lib
+from benchmarks.forward import machine, peak_rss_mb
 
 
 def main() -> None:

@@ -2,33 +2,28 @@
 
 Prints the compile time (first step), the median of --steps further steps and
 the process's peak RSS, with the machine named. The step is train.py's own:
-jdsr.train_lib's jit-compiled step with the phase-3 optimizer (Adam for both
+jdsr.train.loop's jit-compiled step with the phase-3 optimizer (Adam for both
 groups), on random data of the training shapes.
 
-    python benchmarks/train_step.py [--phase joint] [--batch 3] [--lr_size 64] [--steps 5] [--remat off]
+    python -m benchmarks.train_step [--phase joint] [--batch 3] [--lr_size 64] [--steps 5] [--remat off]
 
-Compare with the same step in PyTorch: python benchmarks/pytorch_baseline.py --train
+Compare with the same step in PyTorch: python -m benchmarks.pytorch_baseline --train
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+import numpy as np
+from flax import nnx
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
-
-import jdsr  # noqa: E402
-from benchmarks.forward import machine, peak_rss_mb  # noqa: E402
-from configs import phase3_joint  # noqa: E402
-from jdsr import compiling, phases  # noqa: E402
+import jdsr
+from benchmarks.forward import machine, peak_rss_mb
+from configs import phase3_joint
+from jdsr.train import compiling, phases
 
 
 def main() -> None:

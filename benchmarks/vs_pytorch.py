@@ -11,13 +11,13 @@ run; with a warm persistent compilation cache, less), and each side's peak
 memory (CPU: the process's peak RSS; GPU: peak device memory), with the CPU
 model and its ISA flags.
 
-The PyTorch side is ``tests.torch_network``: the network with the official
+The PyTorch side is ``jdsr.nn.torch_network``: the network with the official
 module names (an official state dict loads into it strictly) and the official
 phase-3 loss (both tested against ours). On a GPU, fp32 is strict float32 on
 both sides (no TF32), and bf16 is ``config.model.dtype='bfloat16'`` against
 ``torch.autocast``.
 
-    python benchmarks/vs_pytorch.py [--device cpu|cuda] [--threads N] [--runs 3]
+    python -m benchmarks.vs_pytorch [--device cpu|cuda] [--threads N] [--runs 3]
                                     [--dtypes float32,bfloat16] [--only forward|train]
 """
 
@@ -33,7 +33,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 ISA_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_bf16', 'avx512_vnni', 'amx_tile', 'amx_bf16')
 
@@ -80,7 +79,8 @@ def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
 
   import jdsr
   from configs import phase3_joint
-  from jdsr import compiling, config as config_lib, phases
+  from jdsr import config as config_lib
+  from jdsr.train import compiling, phases
 
   if jax.default_backend() != 'cpu':
     jax.config.update('jax_default_matmul_precision', 'highest')  # no TF32 on GPUs
@@ -124,7 +124,7 @@ def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
 def pytorch(what: str, dtype: str, runs: int, small: bool, device: str) -> dict:
   import torch
 
-  from tests.torch_network import Net, joint_loss
+  from jdsr.nn.torch_network import Net, joint_loss
 
   torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
   net = (Net(c=8, s=4, so=4, num_cab=2, sr=8, groups=2, blocks=2) if small else Net()).to(device)
@@ -200,9 +200,9 @@ def main() -> None:
     for dtype in args.dtypes.split(','):
       results = {}
       for side in ('ours', 'pytorch'):
-        command = [sys.executable, os.path.abspath(__file__), '--one', side, what, dtype,
+        command = [sys.executable, '-m', 'benchmarks.vs_pytorch', '--one', side, what, dtype,
                    '--runs', str(args.runs), '--device', args.device, '--threads', str(args.threads)]
-        done = subprocess.run(command + (['--small'] if args.small else []), env=env,
+        done = subprocess.run(command + (['--small'] if args.small else []), env=env, cwd=ROOT,
                               capture_output=True, text=True)
         line = [l for l in done.stdout.splitlines() if l.startswith('RESULT ')]
         results[side] = json.loads(line[0][7:]) if done.returncode == 0 and line else None

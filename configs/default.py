@@ -15,7 +15,7 @@ def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.model = jdsr_config.model_config()
 
-  # Training: one phase per run ('deblur', 'sr' or 'joint'; see jdsr/train_lib.py).
+  # Training: one phase per run ('deblur', 'sr' or 'joint'; see jdsr/train/loop.py).
   config.phase = 'joint'
   config.init_from = ''  # '', an official .pth, an orbax checkpoint or an earlier phase's workdir
   config.seed = 0  # initial weights (when init_from is '') and the data order, crops, blur kernels
@@ -28,7 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.adam_b1 = 0.9
   config.adam_b2 = 0.999
   config.adam_eps = 1e-8
-  config.remat = 'auto'  # 'on', 'off' or 'auto' (on CPUs and small GPUs): see jdsr.phases.use_remat
+  config.remat = 'auto'  # 'on', 'off' or 'auto' (on CPUs and small GPUs): see jdsr.train.phases.use_remat
 
   config.log_every = 100
   config.eval_every = 2_000

@@ -32,9 +32,7 @@ def get_config(phase: str = 'joint'):
   if phase not in PHASES:
     raise ValueError(f'configs/demo.py:PHASE, PHASE one of {tuple(PHASES)}, got {phase!r}')
   config = default.get_config()
-  config.model = jdsr_config.model_config(
-      n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_unet_cab=1, num_cab=2,
-      reduction=4, sr_feat=16, n_resgroups=2, n_resblocks=3, mscam_reduction=4)
+  config.model = jdsr_config.demo_model_config()
   config.phase = phase
   config.num_train_steps, config.batch_size, config.learning_rate = PHASES[phase]
   config.min_learning_rate = 1e-5

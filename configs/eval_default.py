@@ -21,7 +21,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.reds_root = ''  # data='reds': the folder holding val_blur_bicubic/ and val_sharp/
   config.subset = 'val300'  # data='reds': 'val300' or 'val' (all 3,000 frames)
   config.protocol = 'full'  # 'full': whole images; 'seed': REDS frames cropped to 320x176 / 1280x704
-  # jdsr.restore.Options: TLSC (the paper's Model-3), x8 self-ensemble, tiling.
+  # jdsr.inference.restore.Options: TLSC (the paper's Model-3), x8 self-ensemble, tiling.
   config.tlsc = True
   config.tlsc_base_size = 96
   config.tlsc_train_size = 64

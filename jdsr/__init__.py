@@ -25,10 +25,10 @@ if _YNN_FLAG not in os.environ.get('XLA_FLAGS', ''):
 DEMO_MODEL = pathlib.Path(__file__).parent / 'models' / 'demo'
 
 _EXPORTS = {
-    'CheckpointError': 'jdsr.checkpoints', 'load': 'jdsr.checkpoints', 'save': 'jdsr.checkpoints',
+    'CheckpointError': 'jdsr.errors', 'load': 'jdsr.checkpoints', 'save': 'jdsr.checkpoints',
     'model_config': 'jdsr.config', 'tiny_model_config': 'jdsr.config',
-    'apply': 'jdsr.inference', 'TLSC': 'jdsr.layers', 'JDSR': 'jdsr.model',
-    'build_model': 'jdsr.model',
+    'apply': 'jdsr.inference.forward', 'TLSC': 'jdsr.nn.layers', 'JDSR': 'jdsr.nn.model',
+    'build_model': 'jdsr.nn.model',
 }
 __all__ = sorted([*_EXPORTS, 'DEMO_MODEL'])
 

@@ -7,6 +7,8 @@ import sys
 
 import ml_collections
 
+from jdsr.errors import one_line
+
 # Fields that choose how the network is computed, not what it is: a checkpoint
 # loads under any value of them (``jdsr.checkpoints.load``).
 COMPUTE_FIELDS = ('conv_impl', 'dtype')
@@ -48,6 +50,53 @@ def tiny_model_config() -> ml_collections.ConfigDict:
                       mscam_reduction=4)
 
 
+def demo_model_config() -> ml_collections.ConfigDict:
+  """The demo model that ships with jdsr (``jdsr.DEMO_MODEL``): 344,425 parameters."""
+  return model_config(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8, num_unet_cab=1,
+                      num_cab=2, reduction=4, sr_feat=16, n_resgroups=2, n_resblocks=3,
+                      mscam_reduction=4)
+
+
+# The architectures by name: the paper's three (its final model, Model-1 and the
+# Baseline without the RMS-CAB trunk), the demo model and the tiny test model.
+MODELS = {
+    'paper': model_config,
+    'model1': lambda: model_config(n_resgroups=12),
+    'baseline': lambda: model_config(n_resgroups=0),
+    'demo': demo_model_config,
+    'tiny': tiny_model_config,
+}
+
+
+def resolve_model(spec: str) -> ml_collections.ConfigDict:
+  """A model config from a name of ``MODELS`` or a config file (``FILE.py`` or ``FILE.py:ARG``).
+
+  The file's ``get_config(ARG)`` may return an experiment config (its ``model``
+  is taken) or a model config. Anything else is a one-line ValueError.
+  """
+  if spec in MODELS:
+    return MODELS[spec]()
+  path, _, arg = spec.partition(':')
+  if not path.endswith('.py'):
+    raise ValueError(f'--config {spec}: not a model name ({", ".join(MODELS)}) or a .py file')
+  if not os.path.isfile(path):
+    raise ValueError(f'--config {spec}: no such file')
+  import importlib.util
+  try:
+    module_spec = importlib.util.spec_from_file_location('_jdsr_config_file', path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(arg) if arg else module.get_config()
+  except Exception as e:  # noqa: BLE001 - whatever the file raises
+    raise ValueError(f'--config {spec}: cannot load the config file '
+                     f'({one_line(e, kind=True, last=True)})') from e
+  config = config.model if 'model' in config else config
+  missing = sorted(set(model_config()) - set(config))
+  if missing:
+    raise ValueError(f'--config {spec}: not a model config (no {", ".join(missing[:4])})')
+  return model_config(**config)
+
+
 # -- command lines ------------------------------------------------------------------
 
 
@@ -61,8 +110,7 @@ def parse_flags(argv: list[str]) -> list[str]:
   try:
     return flags.FLAGS(argv)
   except Exception as e:  # noqa: BLE001 - flags.Error, or whatever loading a config file raised
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    message = lines[-1] if lines else type(e).__name__
+    message = one_line(e, last=True)
     if not isinstance(e, flags.Error):
       message = f'cannot load the config file ({type(e).__name__}: {message})'
     sys.exit(f'{os.path.basename(argv[0])}: error: {message}')
@@ -81,9 +129,8 @@ def from_flag(holder) -> ml_collections.ConfigDict | None:
       config.get('model')  # the stand-in raises here
     return config
   except Exception as e:  # noqa: BLE001 - whatever loading the file raised
-    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    raise ValueError(f'--{holder.name}: cannot load the config file ({type(e).__name__}: '
-                     f'{lines[-1] if lines else ""})') from e
+    raise ValueError(f'--{holder.name}: cannot load the config file '
+                     f'({one_line(e, kind=True, last=True)})') from e
 
 
 def define_compilation_cache_flag() -> None:

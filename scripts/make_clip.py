@@ -1,6 +1,6 @@
 """Make the demo video samples/clip.mp4 from a bundled sharp photograph.
 
-    python scripts/make_clip.py [--photo samples/sharp/coffee.png] [--out samples/clip.mp4]
+    python -m scripts.make_clip [--photo samples/sharp/coffee.png] [--out samples/clip.mp4]
 
 A slow pan across the photo: FRAMES crops of 448×288 pixels, each moved 8 pixels
 right of the one before, degraded like the still samples (camera-shake motion blur
@@ -12,16 +12,12 @@ at FPS frames per second, without sound.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import sys
 
 import av
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jdsr import files, imageio, pixels  # noqa: E402
-from jdsr.data import degrade  # noqa: E402
+from jdsr.io import files, imagefile, pixels
+from jdsr.data import degrade
 
 FRAMES, FPS, SIZE, STEP = 8, 8, (288, 448), 8  # SIZE: (height, width) of the sharp crops
 
@@ -32,7 +28,7 @@ def main() -> None:
                       default=pathlib.Path('samples/sharp/coffee.png'))
   parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('samples/clip.mp4'))
   args = parser.parse_args()
-  photo = imageio.read_image(args.photo).rgb
+  photo = imagefile.read_image(args.photo).rgb
   (h, w), top = SIZE, (photo.shape[0] - SIZE[0]) // 2
 
   def write(path: str) -> None:

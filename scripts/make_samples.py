@@ -1,6 +1,6 @@
 """Make the bundled demo samples (samples/) from public-domain / CC0 photographs.
 
-    python scripts/make_samples.py SKIMAGE_DATA_DIR [--out samples]
+    python -m scripts.make_samples SKIMAGE_DATA_DIR [--out samples]
 
 SKIMAGE_DATA_DIR is scikit-image's ``skimage/data`` folder (in its wheel), which
 holds the four photographs used: astronaut.png (NASA, public domain),
@@ -15,14 +15,10 @@ motion blur (5 to 25 HR pixels) then bicubic x4 downsampling, no noise.
 from __future__ import annotations
 
 import argparse
-import os
 import pathlib
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from jdsr import imageio  # noqa: E402
-from jdsr.data import degrade  # noqa: E402
+from jdsr.io import imagefile
+from jdsr.data import degrade
 
 SAMPLES = ('astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg')
 
@@ -33,11 +29,11 @@ def main() -> None:
   parser.add_argument('--out', type=pathlib.Path, default=pathlib.Path('samples'))
   args = parser.parse_args()
   for index, name in enumerate(SAMPLES):
-    rgb = imageio.read_image(args.skimage_data / name).rgb
+    rgb = imagefile.read_image(args.skimage_data / name).rgb
     blur_lr, _, sharp_hr = degrade.Degradation()(rgb, seed=index)
     stem = pathlib.Path(name).stem + '.png'
-    imageio.write_image(args.out / 'sharp' / stem, sharp_hr)
-    imageio.write_image(args.out / 'blurry' / stem, blur_lr)
+    imagefile.write_image(args.out / 'sharp' / stem, sharp_hr)
+    imagefile.write_image(args.out / 'blurry' / stem, blur_lr)
     print(f'{stem}: {sharp_hr.shape[1]}x{sharp_hr.shape[0]} sharp, '
           f'{blur_lr.shape[1]}x{blur_lr.shape[0]} blurry')
 

@@ -1,11 +1,15 @@
 """Score a model on photos with the synthetic degradation: what the demo model card reports.
 
-    python scripts/score_demo.py [--checkpoint jdsr/models/demo] [--photos PHOTOS_DIR]
+    python -m scripts.score_demo [--checkpoint CKPT] [--photos DIR] [--json FILE --key NAME]
+
+--photos is any folder of sharp photographs: by default the repository's
+samples/sharp. The model card's main table is Kodak24 (the 24 Kodak PhotoCD
+images, http://r0k.us/graphics/kodak/, as 500×500 crops), which is not shipped.
 
 Each photo i (in name order) is degraded with ``jdsr.data.degrade.Degradation()``
 and seed 10_000 + i (camera-shake motion blur of 5 to 25 pixels, bicubic x4
 down, no noise), its blurry LR input is rounded to 8 bits like a real file,
-and the model restores it. PSNR/SSIM (``jdsr.metrics``: 8-bit RGB, no border
+and the model restores it. PSNR/SSIM (``jdsr.evaluation.metrics``: 8-bit RGB, no border
 crop) are reported for
 
 * the super-resolved image vs the sharp HR, beside bicubic upscaling of the
@@ -14,21 +18,18 @@ crop) are reported for
   gap is the blur);
 * the deblur-only stage-3 image vs the sharp LR, beside the blurry input.
 
---json writes the numbers to a file as well.
+--json FILE --key NAME writes the numbers into FILE under NAME (the demo
+model's scores.json has 'kodak24' and 'samples'), keeping its other entries.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+from tqdm import tqdm
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SEED = 10_000
@@ -39,15 +40,16 @@ def score(model, photos: pathlib.Path, tlsc) -> dict:
   import jax.numpy as jnp
 
   import jdsr
-  from jdsr import imageio, metrics, pixels
+  from jdsr.io import imagefile, pixels
+  from jdsr.evaluation import metrics
   from jdsr.data import degrade
 
-  paths = imageio.list_images(photos)
+  paths = imagefile.list_images(photos)
   if not paths:
     raise SystemExit(f'error: no images in {photos}')
   rows = []
   for i, path in enumerate(tqdm(paths, desc='scoring', unit='image')):
-    blur_lr, sharp_lr, sharp_hr = degrade.Degradation()(imageio.read_image(path).rgb, seed=SEED + i)
+    blur_lr, sharp_lr, sharp_hr = degrade.Degradation()(imagefile.read_image(path).rgb, seed=SEED + i)
     blur_lr = pixels.to_float(pixels.quantize(blur_lr))
     h, w = blur_lr.shape[0] // 8 * 8, blur_lr.shape[1] // 8 * 8  # the model wants multiples of 8
     blur_lr, sharp_lr, sharp_hr = blur_lr[:h, :w], sharp_lr[:h, :w], sharp_hr[:4 * h, :4 * w]
@@ -83,21 +85,27 @@ def table(result: dict) -> str:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  parser.add_argument('--checkpoint', type=pathlib.Path, default=ROOT / 'jdsr' / 'models' / 'demo')
-  parser.add_argument('--photos', type=pathlib.Path,
-                      default=ROOT.parent / 'shared' / 'data' / 'photos' / 'kodak24')
+  parser.add_argument('--checkpoint', type=pathlib.Path, default=None,
+                      help='any checkpoint jdsr.load reads (default: the demo model)')
+  parser.add_argument('--photos', type=pathlib.Path, default=ROOT / 'samples' / 'sharp',
+                      help='a folder of sharp photographs (default: samples/sharp)')
   parser.add_argument('--tlsc', action=argparse.BooleanOptionalAction, default=False,
                       help='test-time local statistics converter (default: off)')
-  parser.add_argument('--json', type=pathlib.Path, help='also write the numbers here')
+  parser.add_argument('--json', type=pathlib.Path, help='also write the numbers into this file')
+  parser.add_argument('--key', default=None, help='with --json: the entry to write')
   args = parser.parse_args()
+  if args.json and not args.key:
+    parser.error('--json needs --key (e.g. kodak24 or samples)')
 
   import jdsr
-  from jdsr import files
-  model = jdsr.load(args.checkpoint)
+  from jdsr.io import files
+  model = jdsr.load(args.checkpoint or jdsr.DEMO_MODEL)
   result = score(model, args.photos, jdsr.TLSC() if args.tlsc else None)
   print(table(result))
   if args.json:
-    files.atomic_write(args.json, json.dumps(result, indent=1))
+    scores = json.loads(args.json.read_text()) if args.json.exists() else {}
+    scores[args.key] = result
+    files.atomic_write(args.json, json.dumps(scores, indent=1) + '\n')
 
 
 if __name__ == '__main__':

@@ -4,7 +4,7 @@ For training on any folder of sharp photos. From a sharp HR image,
 ``Degradation(...)(hr, seed)`` makes
 
 * ``sharp_hr``: the input cropped to a multiple of ``scale``;
-* ``sharp_lr = bicubic_down(sharp_hr)``: ``jdsr.pixels.resize_bicubic`` ×1/scale
+* ``sharp_lr = bicubic_down(sharp_hr)``: ``jdsr.io.pixels.resize_bicubic`` ×1/scale
   (Pillow's antialiased BICUBIC in float mode 'F', like MATLAB ``imresize``);
 * ``blur_lr = bicubic_down(blur(sharp_hr, k)) + noise``: camera-shake motion
   blur at HR, then the same downsampling, then optional Gaussian noise;
@@ -36,7 +36,7 @@ import dataclasses
 
 import numpy as np
 
-from jdsr import pixels
+from jdsr.io import pixels
 
 SUBSAMPLES = 8  # path samples per trajectory segment
 

@@ -14,7 +14,7 @@ degraded on the fly.
 * ``crop_and_augment``: a lr_size² LR crop at a random (h, w), the HR crop at
   (scale·h, scale·w) and the same crop of the sharp LR, then one of the 8
   dihedral transforms (bit 0 flip W, bit 1 flip H, bit 2 transpose, as
-  ``jdsr.inference.dihedral``) on all three; cropped first, then float32 in
+  ``jdsr.inference.forward.dihedral``) on all three; cropped first, then float32 in
   [0, 1]. Stateless: the same seed gives the same crop and transform.
 * ``train_batches``: load in that order only the images the phase uses, crop
   and augment (seed from (seed, global element index)), in parallel, batch,
@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Protocol, Sequence
 import numpy as np
 import tensorflow as tf
 
-from jdsr import imageio, pixels
+from jdsr.io import imagefile, pixels
 
 IMAGE_KEYS = ('blur_lr', 'sharp_lr', 'sharp_hr')
 
@@ -44,7 +44,7 @@ Degrader = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
 def _to_float(image: tf.Tensor) -> tf.Tensor:
-  """The tf.data twin of ``jdsr.pixels.to_float``: uint8 / 255, uint16 / 65535, float cast."""
+  """The tf.data twin of ``jdsr.io.pixels.to_float``: uint8 / 255, uint16 / 65535, float cast."""
   image = tf.convert_to_tensor(image)
   if image.dtype in (tf.uint8, tf.uint16):
     return tf.cast(image, tf.float32) / (255.0 if image.dtype == tf.uint8 else 65535.0)
@@ -107,7 +107,7 @@ def crop_and_augment(example: dict, seed: tf.Tensor, lr_size: int = 64, scale: i
   corner is uniform over every LR position that fits (``crop_origin``); the HR
   crop is at scale× that corner. 'blur_lr' is required, the other two are
   cropped if present. The images may be uint8, uint16 (converted as
-  ``jdsr.pixels.to_float`` does) or float; they are cropped first and returned
+  ``jdsr.io.pixels.to_float`` does) or float; they are cropped first and returned
   as float32 in [0, 1]; other keys (such as 'id') pass through. An image smaller
   than its crop, or an HR image that is not scale× the LR, is an error (see the
   module docstring).
@@ -181,7 +181,7 @@ class SequenceSource:
 
   The sequence is kept as it is, not copied. ``dtype`` is that of the first
   example's images: uint8, else float32 (other dtypes are converted as
-  ``jdsr.pixels.to_float`` does).
+  ``jdsr.io.pixels.to_float`` does).
   """
 
   def __init__(self, examples: Sequence[dict]):
@@ -198,7 +198,7 @@ class SequenceSource:
 
 
 class PhotoSource:
-  """Sharp photos from `folder` (or several, in turn; each in ``imageio.list_images`` order), degraded on the fly.
+  """Sharp photos from `folder` (or several, in turn; each in ``imagefile.list_images`` order), degraded on the fly.
 
   ``load(i, e)`` reads photo i and degrades it with
   ``degradation(rgb, seed=photo_seed(seed, e, i))`` (for example
@@ -211,7 +211,7 @@ class PhotoSource:
   def __init__(self, folder: str | os.PathLike | Sequence[str | os.PathLike],
                degradation: Degrader, seed: int):
     folders = [folder] if isinstance(folder, (str, os.PathLike)) else list(folder)
-    self.paths = [path for f in folders for path in imageio.list_images(f)]
+    self.paths = [path for f in folders for path in imagefile.list_images(f)]
     if not self.paths:
       raise ValueError(f'no images in {", ".join(map(os.fspath, folders))}')
     self.degradation, self.seed = degradation, seed
@@ -220,7 +220,7 @@ class PhotoSource:
     return len(self.paths)
 
   def load(self, index: int, epoch: int) -> dict:
-    rgb = imageio.read_image(self.paths[index]).rgb
+    rgb = imagefile.read_image(self.paths[index]).rgb
     blur_lr, sharp_lr, sharp_hr = self.degradation(rgb, seed=photo_seed(self.seed, epoch, index))
     return {'blur_lr': blur_lr, 'sharp_lr': sharp_lr, 'sharp_hr': sharp_hr,
             'id': self.paths[index].name}

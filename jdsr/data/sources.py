@@ -17,7 +17,7 @@ import logging
 import ml_collections
 import numpy as np
 
-from jdsr import imageio, pixels
+from jdsr.io import imagefile, pixels
 from jdsr.data import degrade, pipeline, reds
 
 SOURCES = ('reds', 'photos')
@@ -80,10 +80,10 @@ def _reds_validation(config: ml_collections.ConfigDict, keys: tuple[str, ...]) -
                    data.val_count)
   items = []
   for frame in frames:
-    blur_lr, sharp_hr = (imageio.read_image(p).rgb for p in (frame.blur_lr, frame.sharp_hr))
+    blur_lr, sharp_hr = (imagefile.read_image(p).rgb for p in (frame.blur_lr, frame.sharp_hr))
     item = {'id': frame.id, 'blur_lr': blur_lr, 'sharp_hr': sharp_hr}
     if 'sharp_lr' in keys:
-      item['sharp_lr'] = (imageio.read_image(frame.sharp_lr).rgb if official_lr
+      item['sharp_lr'] = (imagefile.read_image(frame.sharp_lr).rgb if official_lr
                           else degrade.bicubic_down(sharp_hr, scale))
     if data.val_lr_size is None:  # the reference's crop of REDS frames: 176×320 → 704×1280
       item['blur_lr'], item['sharp_hr'] = reds.crop_like_reference(item['blur_lr'], sharp_hr)

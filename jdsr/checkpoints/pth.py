@@ -27,9 +27,9 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from jdsr import files
-from jdsr.checkpoints import CheckpointError
-from jdsr.model import JDSR, abstract_model, model_config_of
+from jdsr.io import files
+from jdsr.errors import CheckpointError, one_line
+from jdsr.nn.model import JDSR, abstract_model, model_config_of
 
 PRELU_PATH = ('act', 'negative_slope')
 
@@ -164,6 +164,16 @@ def official_layout(cfg: ml_collections.ConfigDict) -> list[Entry]:
 # -- reading and writing -------------------------------------------------------
 
 
+def _torch():
+  """PyTorch, an optional dependency needed for .pth files alone; else a one-line CheckpointError."""
+  try:
+    import torch
+  except ImportError:
+    raise CheckpointError("reading and writing .pth files needs PyTorch: "
+                          "pip install 'jdsr[torch]'") from None
+  return torch
+
+
 def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
   """The state dict of an official ``.pth`` as float32 arrays, keys without 'module.'.
 
@@ -171,22 +181,20 @@ def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
   or a bare state dict. Only tensors are unpickled (``weights_only=True``): a
   file that would run code when loaded is refused.
   """
-  import torch  # optional dependency: only needed for .pth files
-
+  torch = _torch()
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise CheckpointError(f'{path}: no such file')
   try:
     obj = torch.load(path, map_location='cpu', weights_only=True)
   except pickle.UnpicklingError as e:
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise CheckpointError(
         f'{path}: refused to load: the file holds more than tensors and plain containers '
-        f'(only weights_only=True loading is allowed, as it cannot run code): {first}') from e
+        f'(only weights_only=True loading is allowed, as it cannot run code): {one_line(e)}'
+    ) from e
   except Exception as e:  # noqa: BLE001 - torch raises many kinds for a corrupt file
-    text = str(e).strip().splitlines()
     raise CheckpointError(f'{path}: not a readable PyTorch checkpoint '
-                          f'({type(e).__name__}{": " + text[0] if text else ""})') from e
+                          f'({one_line(e, kind=True)})') from e
   state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
   if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
     raise CheckpointError(f'{path}: expected a state dict of tensors (or a dict with a '
@@ -279,7 +287,7 @@ def load(path: str | os.PathLike, config: ml_collections.ConfigDict) -> JDSR:
 
 def save(model: JDSR, path: str | os.PathLike) -> None:
   """Write the model as an official ``.pth`` (``{'state_dict': ...}``), atomically."""
-  import torch
+  torch = _torch()
 
   state_dict = OrderedDict((k, torch.from_numpy(v)) for k, v in params_to_state_dict(model).items())
   files.atomic_write(path, lambda tmp: torch.save({'state_dict': state_dict}, tmp))

@@ -4,12 +4,12 @@ A model can come from three kinds of path, and ``kind(path)`` tells which:
 
 * ``'pth'``: an official PyTorch ``.pth`` file. It holds no model config, so
   the architecture is the ``config`` given to ``load`` (the paper's model by
-  default). Read by ``jdsr.pth``, imported only then.
+  default). Read by ``jdsr.checkpoints.pth``, imported only then.
 * ``'checkpoint'``: a jdsr checkpoint, an orbax directory with two items,
   ``params`` (the ``nnx.Param`` state) and ``model_config`` (JSON). ``save``
   writes these; training writes them under ``WORKDIR/checkpoints/STEP`` and
   ``WORKDIR/best/STEP``, with two more items, ``opt_state`` and ``train``
-  (see ``jdsr.train_lib``).
+  (see ``jdsr.train.loop``).
 * ``'workdir'``: a training workdir. ``resolve`` picks its best checkpoint by
   validation PSNR, or else its latest.
 
@@ -35,16 +35,13 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from jdsr import config as config_lib
-from jdsr.model import JDSR, abstract_model
+from jdsr.errors import CheckpointError, one_line
+from jdsr.nn.model import JDSR, abstract_model
 
 PTH, CHECKPOINT, WORKDIR = 'pth', 'checkpoint', 'workdir'
 
 ocp.type_handlers.register_type_handler(  # one writer (see the module docstring)
     jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
-
-
-class CheckpointError(ValueError):
-  """A checkpoint that cannot be read, does not fit the model, or is not a checkpoint at all."""
 
 
 # -- what kind of path is this? ----------------------------------------------------
@@ -116,11 +113,6 @@ def restore_args(*, params=None, opt_state=None, model_config: bool = False,
 # -- load and save -----------------------------------------------------------------
 
 
-def _first_line(e: BaseException) -> str:
-  text = str(e).strip()
-  return f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
-
-
 def check_fits(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDict,
                 where: pathlib.Path) -> None:
   """CheckpointError unless ``config`` describes the architecture the checkpoint was saved for."""
@@ -144,7 +136,7 @@ def load(path: str | os.PathLike, config: ml_collections.ConfigDict | None = Non
   if config is not None and 'model' in config:
     config = config.model
   if kind(path) == PTH:
-    from jdsr import pth  # torch, only for .pth files
+    from jdsr.checkpoints import pth  # torch, only for .pth files
     return pth.load(path, config_lib.model_config() if config is None else config)
   directory = resolve(path).absolute()
   if directory != path.absolute():
@@ -166,7 +158,7 @@ def load(path: str | os.PathLike, config: ml_collections.ConfigDict | None = Non
   except CheckpointError:
     raise
   except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
-    raise CheckpointError(f'{directory}: cannot read the checkpoint ({_first_line(e)})') from e
+    raise CheckpointError(f'{directory}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
   broken = [jax.tree_util.keystr(path) for path, leaf in
             jax.tree_util.tree_leaves_with_path(restored.params) if not np.isfinite(leaf).all()]
   if broken:
@@ -192,7 +184,7 @@ def save(model: JDSR, path: str | os.PathLike, *, overwrite: bool = False) -> No
       raise CheckpointError(f'{path} exists and is not a jdsr checkpoint or .pth file: '
                             'refusing to replace it')
   if is_pth:
-    from jdsr import pth  # torch, only for .pth files
+    from jdsr.checkpoints import pth  # torch, only for .pth files
     pth.save(model, path)
     return
   with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:

@@ -1,8 +1,7 @@
 """Exporting a model to run without jdsr: a ``jax.export`` program and a TensorFlow SavedModel.
 
-    python -m jdsr.export --checkpoint CKPT --out DIR [--notlsc] [--platforms cpu,cuda]
-
-writes the directory ``DIR``:
+``export(model, DIR)`` (the command ``jdsr-export``, ``jdsr.cli.export``) writes
+the directory ``DIR``:
 
 * ``model.jax``: the ``jax.export`` serialization of ``forward(weights, x) -> sr``,
   for ``x`` float32 (N, H, W, 3) in [0, 1] with N, H and W symbolic, H and W
@@ -25,14 +24,12 @@ earlier export and nothing else.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import pathlib
 import secrets
 import shutil
-import sys
 from typing import Callable, Sequence
 
 import jax
@@ -40,8 +37,9 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jdsr import files, layers
-from jdsr.model import JDSR, with_compute
+from jdsr.io import files
+from jdsr.nn import layers
+from jdsr.nn.model import JDSR, with_compute
 
 INPUT_SHAPE = 'b, 8*h, 8*w, 3'  # batch, height and width symbolic; H and W multiples of 8
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
@@ -159,49 +157,3 @@ def export(model: JDSR, out: str | os.PathLike, *, tlsc: layers.TLSC | None = la
     shutil.rmtree(tmp, ignore_errors=True)
     raise
   return out
-
-
-def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-      prog='python -m jdsr.export',
-      description='Export a model as a jax.export program and a TensorFlow SavedModel.')
-  parser.add_argument('--checkpoint', required=True,
-                      help='official .pth (the paper\'s architecture; convert others with '
-                           'jdsr.convert first), jdsr checkpoint directory or training workdir')
-  parser.add_argument('--out', required=True, help='the export directory to write')
-  parser.add_argument('--notlsc', action='store_true', help='export without TLSC')
-  parser.add_argument('--platforms', default=','.join(DEFAULT_PLATFORMS),
-                      help='comma-separated: cpu, cuda, rocm, tpu (default: cpu,cuda)')
-  parser.add_argument('--no_saved_model', action='store_true',
-                      help='write the jax.export program only (no TensorFlow needed)')
-  parser.add_argument('--overwrite', action='store_true', help='replace an earlier export')
-  args = parser.parse_args(argv)
-  platforms = tuple(p.strip() for p in args.platforms.split(',') if p.strip())
-
-  from jdsr import checkpoints
-
-  try:
-    source = checkpoints.resolve(args.checkpoint).absolute()
-    out = pathlib.Path(args.out).absolute()
-    if out == source or out in source.parents or source in out.parents:
-      raise checkpoints.CheckpointError(f'{args.out}: that is, holds or is inside the input '
-                                        'checkpoint; choose another --out')
-    model = checkpoints.load(source)
-    out = export(model, out, tlsc=None if args.notlsc else layers.TLSC(), platforms=platforms,
-                 saved_model=not args.no_saved_model, overwrite=args.overwrite,
-                 source=str(args.checkpoint))
-  except (ValueError, OSError) as e:  # CheckpointError, FileExistsError, ...: one line
-    print(f'error: {e}', file=sys.stderr)
-    return 1
-  print(f'wrote {out}: {JAX_FILE}, {WEIGHTS_FILE}'
-        + (f', {SAVED_MODEL_DIR}/' if not args.no_saved_model else '') + f', {INFO_FILE}')
-  return 0
-
-
-def run() -> None:
-  """The ``jdsr-export`` console script."""
-  sys.exit(main())
-
-
-if __name__ == '__main__':
-  run()

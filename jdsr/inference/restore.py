@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Callable
 
 import ml_collections
 import numpy as np
 
-from jdsr import inference, layers, pixels
-from jdsr.model import JDSR, with_compute
+from jdsr.inference import forward
+from jdsr.nn import layers
+from jdsr.io import pixels
+from jdsr.nn.model import JDSR, with_compute
 
 SCALE = 4
 BUCKET = 32
@@ -81,7 +84,24 @@ class Options:
                max_output_megapixels=config.max_output_megapixels, dtype=config.dtype)
 
 
-def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.ndarray:
+class OutputTooLarge(ValueError):
+  """The output would exceed ``Options.max_output_megapixels`` (refused before any work)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+  """What ``restore`` reports while it works (each callback may be None).
+
+  ``compiling(height, width)``: the model is about to be compiled for input
+  tiles of that size (the first time a size is met in this process; tens of
+  seconds). ``tiles(done, total)``: after each tile of a tiled image.
+  """
+  compiling: Callable[[int, int], None] | None = None
+  tiles: Callable[[int, int], None] | None = None
+
+
+def restore(model: JDSR, image: np.ndarray, options: Options = Options(),
+            progress: Progress = Progress()) -> np.ndarray:
   """The restored, ×4 image (float32 in [0, 1]), in the layout of ``image`` (see ``Options``)."""
   model = options.model(model)
   image = np.asarray(image)
@@ -99,9 +119,9 @@ def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.
   h, w = rgb.shape[:2]
   megapixels = SCALE * SCALE * h * w / 1e6
   if megapixels > options.max_output_megapixels:
-    raise ValueError(f'the output would be {SCALE * w}x{SCALE * h} ({megapixels:,.0f} megapixels), '
-                     f'more than the limit of {options.max_output_megapixels:,.0f}; raise it '
-                     '(--config.max_output_megapixels) if you have the memory')
+    raise OutputTooLarge(f'the output would be {SCALE * w}x{SCALE * h} ({megapixels:,.0f} '
+                         f'megapixels), more than the limit of '
+                         f'{options.max_output_megapixels:,.0f}')
   tile, overlap = options.tile, options.overlap
   if overlap < 0:
     raise ValueError(f'overlap must be 0 or more, got {overlap}')
@@ -110,9 +130,9 @@ def restore(model: JDSR, image: np.ndarray, options: Options = Options()) -> np.
   if tile and (tile % 8 or tile <= overlap):
     raise ValueError(f'tile must be a multiple of 8 larger than overlap ({overlap}), got {tile}')
   if tile and max(h, w) > tile:
-    out = _tiled(model, rgb, options, tile)
+    out = _tiled(model, rgb, options, tile, progress)
   else:
-    out = _whole(model, rgb, options)
+    out = _whole(model, rgb, options, progress)
   if not np.isfinite(out).all():
     raise ValueError("the model's output is NaN or inf: its weights are broken (a diverged "
                      'training run?)')
@@ -134,20 +154,23 @@ def _checked_values(image: np.ndarray) -> np.ndarray:
     image = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
   if image.max() > 1.01 or image.min() < -0.01:
     warnings.warn(f'the image has values in [{image.min():g}, {image.max():g}], expected [0, 1] '
-                  '(divide 8-bit images by 255, 16-bit ones by 65535: see jdsr.pixels.to_float)',
+                  '(divide 8-bit images by 255, 16-bit ones by 65535: see jdsr.io.pixels.to_float)',
                   stacklevel=3)
   return image
 
 
-def _whole(model: JDSR, rgb: np.ndarray, options: Options, bucket: int = BUCKET) -> np.ndarray:
+def _whole(model: JDSR, rgb: np.ndarray, options: Options, progress: Progress,
+           bucket: int = BUCKET) -> np.ndarray:
   """One forward pass over the image padded to a multiple of ``bucket``, cropped back."""
   h, w = rgb.shape[:2]
   ph, pw = -(-h // bucket) * bucket, -(-w // bucket) * bucket
   x = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode='reflect')[None]
+  if progress.compiling and forward.first_call(model, x.shape, options.tlsc, options.ensemble):
+    progress.compiling(ph, pw)
   if options.ensemble:
-    _, sr = inference.self_ensemble(model, x, tlsc=options.tlsc)
+    _, sr = forward.self_ensemble(model, x, tlsc=options.tlsc)
   else:
-    _, sr = inference.apply(model, x, tlsc=options.tlsc)
+    _, sr = forward.apply(model, x, tlsc=options.tlsc)
   return np.asarray(sr[0, :SCALE * h, :SCALE * w])
 
 
@@ -172,7 +195,8 @@ def _ramp(length: int, fade: int, start: bool, end: bool) -> np.ndarray:
   return ramp
 
 
-def _tiled(model: JDSR, rgb: np.ndarray, options: Options, tile: int) -> np.ndarray:
+def _tiled(model: JDSR, rgb: np.ndarray, options: Options, tile: int,
+           progress: Progress) -> np.ndarray:
   h, w = rgb.shape[:2]
   overlap = options.overlap
   if min(h, w) < tile:  # pad the short side up to one tile
@@ -181,12 +205,16 @@ def _tiled(model: JDSR, rgb: np.ndarray, options: Options, tile: int) -> np.ndar
   out = np.zeros((SCALE * rgb.shape[0], SCALE * rgb.shape[1], 3), np.float32)
   weight = np.zeros(out.shape[:2] + (1,), np.float32)
   size, fade = SCALE * tile, SCALE * overlap
+  done = 0
   for y in ys:
     wy = _ramp(size, fade, y > 0, y + tile < rgb.shape[0])
     for x in xs:
       wx = _ramp(size, fade, x > 0, x + tile < rgb.shape[1])
-      patch = _whole(model, rgb[y:y + tile, x:x + tile], options, bucket=8)
+      patch = _whole(model, rgb[y:y + tile, x:x + tile], options, progress, bucket=8)
       wgt = (wy[:, None] * wx[None, :])[..., None]
       out[SCALE * y:SCALE * y + size, SCALE * x:SCALE * x + size] += wgt * patch
       weight[SCALE * y:SCALE * y + size, SCALE * x:SCALE * x + size] += wgt
+      done += 1
+      if progress.tiles:
+        progress.tiles(done, len(ys) * len(xs))
   return (out / weight)[:SCALE * h, :SCALE * w]

@@ -7,7 +7,7 @@ orientation is applied, so photos come out upright. Colour management is not:
 ICC profiles are ignored and CMYK is converted to RGB by Pillow's naive formula.
 
 ``write_image`` writes PNG, JPEG (quality 95) or TIFF by the file's extension,
-atomically (``jdsr.files.atomic_write``). Samples are converted by ``jdsr.pixels``.
+atomically (``jdsr.io.files.atomic_write``). Samples are converted by ``jdsr.io.pixels``.
 
 16-bit samples:
 
@@ -42,7 +42,7 @@ import tifffile  # 16-bit colour TIFF, likewise
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from jdsr import files, pixels
+from jdsr.io import files, pixels
 
 IMAGE_SUFFIXES = ('.png', '.jpg', '.jpeg', '.tif', '.tiff', '.bmp', '.webp')
 WRITE_FORMATS = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.tif': 'TIFF', '.tiff': 'TIFF'}
@@ -153,9 +153,9 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray, alpha: np.ndarray | No
     (gray, RGB, RGBA); JPEG and gray+alpha TIFF are written at 8 bits with a warning
     (see the module docstring).
 
-  Quantisation: ``jdsr.pixels.quantize`` (clamp to [0, 1], ×(2**bits - 1), round to
+  Quantisation: ``jdsr.io.pixels.quantize`` (clamp to [0, 1], ×(2**bits - 1), round to
   nearest with ties to even, in float32), as the metrics quantise. The write is
-  ``jdsr.files.atomic_write``: ``path`` is either the complete new file or as it was,
+  ``jdsr.io.files.atomic_write``: ``path`` is either the complete new file or as it was,
   and parent folders are created. OSErrors are raised as ``ImageError``.
   """
   path = pathlib.Path(path)

@@ -3,7 +3,7 @@
 The paper's numbers are ``psnr`` and ``ssim`` with their defaults: the protocol
 of CNLRN's code (see docs/network.md, "Evaluation"), reproduced exactly:
 
-* Both the output and the ground truth are quantised by ``jdsr.pixels.quantize``:
+* Both the output and the ground truth are quantised by ``jdsr.io.pixels.quantize``:
   clamp to [0, 1], ×255, round to nearest (ties to even), in float32 arithmetic,
   as PyTorch does on float32 tensors. Float64 arithmetic or rounding ties up
   gives other integers on a few pixels.
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jdsr import pixels
+from jdsr.io import pixels
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5

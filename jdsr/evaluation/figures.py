@@ -12,16 +12,16 @@ The evaluation and restoration tools write one figure per image::
      +-------+           +-------+           +-------+      with nearest-neighbour
 
 The "bicubic" panel is the blurry low-resolution input upscaled by
-``jdsr.pixels.upscale`` (Pillow's bicubic in float mode, clipped), the
+``jdsr.io.pixels.upscale`` (Pillow's bicubic in float mode, clipped), the
 baseline of the metric tables too.
 
 * ``pick_zoom_box``: the square crop with the most detail (the largest sum of
   the absolute Laplacian of the grayscale image).
 * ``side_by_side``: the figure itself, a ``PIL.Image.Image``.
-* ``save_figure``: writes it as a PNG atomically (``jdsr.files.atomic_write``).
+* ``save_figure``: writes it as a PNG atomically (``jdsr.io.files.atomic_write``).
 
 Images are H×W×3 float arrays in [0, 1]; they are shown quantised to 8 bits
-by ``jdsr.pixels.quantize``.
+by ``jdsr.io.pixels.quantize``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jdsr import files, pixels
+from jdsr.io import files, pixels
 
 Box = tuple[int, int, int, int]  # (top, left, height, width)
 
@@ -153,7 +153,7 @@ def side_by_side(panels: Sequence[tuple[str, np.ndarray]], *, zoom: Box | None =
 
 
 def save_figure(path: str | os.PathLike, image: Image.Image) -> None:
-  """Writes ``image`` to ``path`` as a PNG with ``jdsr.files.atomic_write``.
+  """Writes ``image`` to ``path`` as a PNG with ``jdsr.io.files.atomic_write``.
 
   Parent folders are created; on error ``path`` is untouched and no temporary file is left.
   """

@@ -14,11 +14,26 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jdsr import layers
-from jdsr.model import JDSR
+from jdsr.nn import layers
+from jdsr.nn.model import JDSR
 
 Array = jax.Array
 N_TRANSFORMS = 8
+_CALLED: set = set()  # what first_call has seen
+
+
+def first_call(model: JDSR, shape: tuple[int, ...], tlsc: layers.TLSC | None,
+               ensemble: bool = False) -> bool:
+  """Whether this process runs ``model``'s structure on ``shape`` for the first time.
+
+  True once per (model config, compute settings included; input shape; TLSC;
+  ensemble): the call that compiles (or reads the persistent compilation cache).
+  """
+  key = (repr(sorted(dict(model.config).items())), tuple(shape), tlsc, ensemble)
+  if key in _CALLED:
+    return False
+  _CALLED.add(key)
+  return True
 
 
 @functools.partial(nnx.jit, static_argnames='tlsc', graph=False)

@@ -149,7 +149,7 @@ def _output_transform(m: jax.Array) -> jax.Array:
   return y.transpose(2, 3, 0, 4, 1, 5).reshape(n, TILE * th, TILE * tw, o)
 
 
-CONV_OUTPUT = 'conv3x3'  # the checkpoint name of every 3×3 convolution's output (see jdsr.model)
+CONV_OUTPUT = 'conv3x3'  # the checkpoint name of every 3×3 convolution's output (see jdsr.nn.model)
 # 3×3 convolutions from or to fewer channels (the image convolutions) stay direct: their
 # transforms would cost more memory and time than they save.
 MIN_CHANNELS = 16

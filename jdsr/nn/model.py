@@ -3,7 +3,7 @@
 Module and attribute names follow the official PyTorch implementation and its
 checkpoint keys (``shallow_feat1``, ``stage1_encoder``, ``CAB``, ``SAM``,
 ``ORSNet``, ``RMSCAB``, ``MSCAM``, ``SRNet_reconstructor``...), so that
-``jdsr.pth`` maps one to the other mechanically. Repeated blocks are held
+``jdsr.checkpoints.pth`` maps one to the other mechanically. Repeated blocks are held
 as one stacked module (created with ``nnx.vmap``) and applied with
 ``nnx.scan``: ``stage1_encoder.encoder_level1`` holds the two CABs that the
 checkpoint stores as ``encoder_level1.0`` and ``encoder_level1.1``.
@@ -14,7 +14,7 @@ Two things are passed down every call rather than stored in the blocks:
   deblurring module and the transformation module (a single parameter, owned
   by the top-level model as ``act``);
 * ``pool``: the global average pool of the channel-attention layers, or its
-  TLSC replacement at test time (see ``jdsr.layers.TLSC``).
+  TLSC replacement at test time (see ``jdsr.nn.layers.TLSC``).
 
 Everything is NHWC, float32.
 """
@@ -34,8 +34,8 @@ import numpy as np
 from flax import nnx
 
 from jdsr import config as config_lib
-from jdsr import layers, winograd
-from jdsr.layers import Act, Array, Pool
+from jdsr.nn import layers, winograd
+from jdsr.nn.layers import Act, Array, Pool
 
 # ``conv(in_features, out_features, kernel_size, rngs=...)``: ``layers.conv`` with the
 # model's ``conv_impl`` bound (one ``functools.partial``, made by ``JDSR`` and handed down).
@@ -549,4 +549,4 @@ def _check_input(x: Array) -> None:
     raise ValueError(
         f'image height and width must be multiples of 8, got {h}x{w} (H x W); pad the '
         f'input, for example to {-(-h // 8) * 8}x{-(-w // 8) * 8}, and crop the output, '
-        'or use jdsr.restore, which does this for you')
+        'or use jdsr.inference.restore, which does this for you')

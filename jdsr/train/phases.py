@@ -31,8 +31,8 @@ import ml_collections
 import optax
 from flax import nnx
 
-from jdsr import losses
-from jdsr.model import JDSR, remat_blocks
+from jdsr.train import losses
+from jdsr.nn.model import JDSR, remat_blocks
 
 GROUPS = ('deblur', 'sr')
 
@@ -158,7 +158,7 @@ def use_remat(setting: str | bool) -> bool:
   """Whether to rematerialise the stacked blocks (``config.remat``: 'auto', 'on' or 'off').
 
   Rematerialising keeps each block's input and its 3×3 convolutions' outputs
-  and recomputes the rest in the backward pass (``jdsr.model.remat_blocks``):
+  and recomputes the rest in the backward pass (``jdsr.nn.model.remat_blocks``):
   about half the memory for a little more compute. 'auto' turns it on on
   CPUs, where it costs no time, and on accelerators with less than
   ``REMAT_MIN_FREE_GIB`` GiB of memory; off on larger ones (an H100's 80 GB

@@ -3,7 +3,7 @@
 * ``to_float``: integer samples to float32 in [0, 1] (uint8 / 255, uint16 / 65535).
 * ``quantize``: float in [0, 1] to 8- or 16-bit integers: clamp, scale, round to
   nearest with ties to even, in float32, as PyTorch does on float32 tensors (the
-  evaluation protocol's quantisation, see ``jdsr.metrics``, and what image files get).
+  evaluation protocol's quantisation, see ``jdsr.evaluation.metrics``, and what image files get).
 * ``resize_bicubic``: Pillow's BICUBIC (antialiased when downscaling) on float32
   channels, mode 'F', so there is no 8-bit rounding; not clipped.
 * ``upscale``: ``resize_bicubic`` by an integer factor, clipped to [0, 1]: the

@@ -1,6 +1,6 @@
 """The training loop: ``train_and_evaluate(config, workdir)`` runs one phase.
 
-What each phase trains, freezes and optimises is in ``jdsr.phases`` (the
+What each phase trains, freezes and optimises is in ``jdsr.train.phases`` (the
 ``PHASES`` table, the optimizer and the step); where the data comes from, in
 ``jdsr.data.sources``; the checkpoint layout, in ``jdsr.checkpoints``. This
 module runs the loop: devices, the compiled step, validation, checkpoints,
@@ -51,9 +51,13 @@ from clu import metric_writers, metrics, periodic_actions
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jdsr import checkpoints, compiling, config as config_lib, metrics as image_metrics, phases, pixels
+from jdsr import checkpoints, config as config_lib
+from jdsr.errors import one_line
+from jdsr.train import compiling, phases
+from jdsr.evaluation import metrics as image_metrics
+from jdsr.io import pixels
 from jdsr.data import sources
-from jdsr.model import JDSR, abstract_model, build_model
+from jdsr.nn.model import JDSR, abstract_model, build_model
 
 
 LOCK = '.lock'  # in the workdir while a run trains there
@@ -248,7 +252,7 @@ def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
   try:
     saved = manager.restore(step, args=checkpoints.restore_args(model_config=True, train=True))
   except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
-    raise TrainingError(f'{where}: cannot read the checkpoint ({_first_line(e)})') from e
+    raise TrainingError(f'{where}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
   for key in ('phase', 'seed', 'batch_size'):
     if saved.train[key] != config[key]:
       raise TrainingError(
@@ -259,15 +263,10 @@ def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
     restored = manager.restore(step, args=checkpoints.restore_args(
         params=abstract.params, opt_state=abstract.opt_state))
   except Exception as e:  # noqa: BLE001
-    raise TrainingError(f'{where}: cannot read the checkpoint ({_first_line(e)})') from e
+    raise TrainingError(f'{where}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
   logging.info('Resuming from step %d', step)
   return phases.TrainState(step=jnp.asarray(saved.train['step'], jnp.int32),
                            params=restored.params, opt_state=restored.opt_state)
-
-
-def _first_line(e: BaseException) -> str:
-  text = str(e).strip()
-  return f'{type(e).__name__}: {text.splitlines()[0]}' if text else type(e).__name__
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,

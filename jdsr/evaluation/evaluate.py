@@ -2,7 +2,7 @@
 
 ``evaluate(model, items, ...)`` is what ``eval.py`` runs. An item is one input
 image with, optionally, its ground truth. For each it restores the input
-(``jdsr.restore``), scores it with the paper's PSNR/SSIM against the ground
+(``jdsr.inference.restore``), scores it with the paper's PSNR/SSIM against the ground
 truth, scores the bicubic upscaling of the input as the baseline, and writes:
 
 * ``results.csv``: one row per image (name, psnr, ssim, bicubic_psnr,
@@ -13,12 +13,11 @@ truth, scores the bicubic upscaling of the input as the baseline, and writes:
 * ``figures/NAME.png``: bicubic | ours | ground truth, with a zoomed crop.
 
 A file that cannot be read gets a one-line error naming it; the others are
-still done. Every file is written atomically by ``jdsr.files.atomic_write``.
+still done. Every file is written atomically by ``jdsr.io.files.atomic_write``.
 """
 
 from __future__ import annotations
 
-import collections
 import csv
 import dataclasses
 import io
@@ -33,10 +32,12 @@ from typing import Iterable, Sequence
 import numpy as np
 from tqdm import tqdm
 
-from jdsr import figures, files, imageio, metrics, pixels
+from jdsr.evaluation import figures, metrics
+from jdsr.io import files, imagefile, outputs, pixels
 from jdsr.data import reds
-from jdsr.model import JDSR
-from jdsr.restore import Options, restore
+from jdsr.errors import one_line
+from jdsr.nn.model import JDSR
+from jdsr.inference.restore import Options, OutputTooLarge, restore
 
 FIELDS = ('name', 'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'seconds')
 
@@ -65,29 +66,26 @@ def folder_items(input_dir: str | os.PathLike,
                  target_dir: str | os.PathLike | None = None) -> list[Item]:
   """Every file of a folder; ground truths matched by file name (stem) when given.
 
-  Files that are not images of a type jdsr reads come as items with ``skip``
-  set. Outputs are named by the input's stem, or by its whole file name where
-  two inputs share a stem (a.png, a.jpg), so no result overwrites another. A
-  folder without any image is an ImageError.
+  Files that are not images come as items with ``skip`` set. Outputs are named
+  as ``jdsr.io.outputs`` names them (the stem, or the whole file name where two
+  inputs share a stem), so no result overwrites another. A missing folder, or
+  one without any image, is an ImageError.
   """
   folder = pathlib.Path(input_dir)
   if not folder.is_dir():
-    raise imageio.ImageError(folder, 'no such folder')
-  found = sorted((p for p in folder.iterdir() if p.is_file() and not p.name.startswith('.')),
-                 key=lambda p: p.name)
-  images = [p for p in found if p.suffix.lower() in imageio.IMAGE_SUFFIXES]
-  others = [p for p in found if p not in images]
-  if not images:
-    listed = f'; found {", ".join(p.name for p in others[:5])}' if others else ''
-    raise imageio.ImageError(folder, f'no images ({", ".join(imageio.IMAGE_SUFFIXES)}) in '
-                                     f'this folder{listed}')
-  stems = collections.Counter(p.stem for p in images)
+    raise imagefile.ImageError(folder, 'no such folder')
+  found, _ = outputs.find([folder])
+  if not any(item.kind == outputs.IMAGE for item in found):
+    others = ', '.join(item.path.name for item in found[:5])
+    raise imagefile.ImageError(folder, f'no images ({", ".join(imagefile.IMAGE_SUFFIXES)}) in '
+                                       f'this folder' + (f'; found {others}' if others else ''))
   targets = {}
   if target_dir:
-    targets = {p.stem: p for p in imageio.list_images(target_dir)}
-  items = [Item(p.stem if stems[p.stem] == 1 else p.name, p, targets.get(p.stem)) for p in images]
-  unsupported = f'not an image type jdsr reads ({", ".join(imageio.IMAGE_SUFFIXES)})'
-  return items + [Item(p.name, p, skip=unsupported) for p in others]
+    targets = {p.stem: p for p in imagefile.list_images(target_dir)}
+  return [Item(item.name, item.path, targets.get(item.path.stem)) if item.kind == outputs.IMAGE
+          else Item(item.path.name, item.path, skip=outputs.skip_reason(item)
+                    if item.kind == outputs.OTHER else 'a video: jdsr-restore restores videos')
+          for item in found]
 
 
 def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
@@ -96,7 +94,7 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
              progress: bool = True) -> dict:
   """Restore and score every item; returns the summary also written to summary.json.
 
-  ``options``: how each image is restored (``jdsr.restore.Options``).
+  ``options``: how each image is restored (``jdsr.inference.restore.Options``).
   ``protocol``: 'full' (whole images) or 'seed' (REDS frames cropped to 176/704
   rows as the reference does). ``reference_outputs``: a folder of the official
   test script's outputs, compared with ours image by image.
@@ -123,11 +121,14 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
       row = _one(model, item, out, protected, options, protocol=protocol,
                  save_images=save_images, save_figures=save_figures,
                  reference_outputs=reference_outputs)
-    except (imageio.ImageError, reds.REDSError, ValueError, OSError, MemoryError) as e:
-      message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    except (imagefile.ImageError, reds.REDSError, ValueError, OSError, MemoryError) as e:
+      message = one_line(e)
       if isinstance(e, MemoryError):
         message = (f'out of memory ({message}): lower --config.max_output_megapixels '
                    'or set --tile')
+      elif isinstance(e, OutputTooLarge):
+        message += '; raise --config.max_output_megapixels if you have the memory'
+
       if item.input.name not in message:
         message = f'{item.input}: {message}'
       tqdm.write(f'error: {message}', file=sys.stderr)
@@ -155,9 +156,9 @@ def _csv(rows: list[dict], fields: tuple[str, ...]) -> str:
 def _one(model, item: Item, out: pathlib.Path, protected: set, options: Options, *,
          protocol: str, save_images: bool, save_figures: bool,
          reference_outputs: str | None) -> dict:
-  source = imageio.read_image(item.input)
+  source = imagefile.read_image(item.input)
   lr = source.rgb
-  hr = imageio.read_image(item.target).rgb if item.target else None
+  hr = imagefile.read_image(item.target).rgb if item.target else None
   if protocol == 'seed':
     if hr is None:
       raise ValueError(f'{item.input}: the seed protocol needs the ground truth')
@@ -179,7 +180,7 @@ def _one(model, item: Item, out: pathlib.Path, protected: set, options: Options,
   if save_images:  # in the source's layout: grayscale, alpha and bit depth kept
     alpha = None if source.alpha is None else pixels.upscale(source.alpha, 4)
     _write(out / 'images' / f'{item.name}.png', protected,
-           lambda p: imageio.write_image(p, sr, alpha, bits=source.bits, gray=source.gray))
+           lambda p: imagefile.write_image(p, sr, alpha, bits=source.bits, gray=source.gray))
   if save_figures:
     panels = [(_label('bicubic', row['bicubic_psnr']), bicubic), (_label('ours', row['psnr']), sr)]
     if hr is not None:
@@ -192,10 +193,10 @@ def _one(model, item: Item, out: pathlib.Path, protected: set, options: Options,
 
 def _reference_psnr(sr: np.ndarray, folder: str, name: str) -> float:
   """PSNR between our output and the official script's output of the same image."""
-  matches = [p for p in imageio.list_images(folder) if p.stem == name]
+  matches = [p for p in imagefile.list_images(folder) if p.stem == name]
   if not matches:
     raise ValueError(f'{folder}: no reference output named {name}.*')
-  ref = imageio.read_image(matches[0]).rgb
+  ref = imagefile.read_image(matches[0]).rgb
   if ref.shape != sr.shape:
     raise ValueError(f'{matches[0]}: reference output is {ref.shape[1]}x{ref.shape[0]}, '
                      f'ours is {sr.shape[1]}x{sr.shape[0]}')

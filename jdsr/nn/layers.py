@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jdsr import winograd
+from jdsr.nn import winograd
 
 Array = jax.Array
 Pool = Callable[[Array], Array]
@@ -44,12 +44,12 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
   float32, and 'xla' elsewhere (Winograd's transforms would lose too much in
   bfloat16, so 'winograd' is float32 only).
   ``impl='winograd'`` computes 3×3 convolutions with Winograd F(4×4, 3×3)
-  (see ``jdsr.winograd``), and 1×1 ones as matrix products: the same numbers
+  (see ``jdsr.nn.winograd``), and 1×1 ones as matrix products: the same numbers
   to float32 rounding, faster on CPUs. 3×3 convolutions from or to fewer
   than ``winograd.MIN_CHANNELS`` channels (the image convolutions) use XLA's
   convolution, with a kernel gradient computed as one matrix product.
   Every 3×3 output is named ``winograd.CONV_OUTPUT``, which the training
-  step's rematerialisation keeps (``jdsr.model.run_stacked``).
+  step's rematerialisation keeps (``jdsr.nn.model.run_stacked``).
   """
   if impl not in CONV_IMPLS:
     raise ValueError(f'conv impl must be one of {CONV_IMPLS}, got {impl!r}')

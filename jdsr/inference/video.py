@@ -2,7 +2,7 @@
 
 ``restore_video(model, source, target, options)`` reads ``source`` with PyAV
 (``av``, which bundles FFmpeg) one frame at a time, restores each frame as
-``jdsr.restore.restore`` restores an image (8-bit RGB in, 8-bit RGB out) and
+``jdsr.inference.restore.restore`` restores an image (8-bit RGB in, 8-bit RGB out) and
 encodes it at once, so memory stays that of one frame whatever the length.
 
 * Timing: every frame keeps its timestamp (in the source's time base), so the
@@ -16,7 +16,7 @@ encodes it at once, so memory stays that of one frame whatever the length.
 * Audio: every audio stream is copied as it is (no re-encoding); a container
   that cannot hold it is a ``VideoError`` before any frame is restored.
   Subtitle and data streams are not copied.
-* The output is written by ``jdsr.files.atomic_write``. A video that cannot be
+* The output is written by ``jdsr.io.files.atomic_write``. A video that cannot be
   decoded to the end (corrupt, or shorter than its header says: truncated) is
   a ``VideoError`` naming the frame, raised after the frames restored before
   it were written to ``target`` as a complete, playable video. So is Ctrl-C
@@ -29,15 +29,17 @@ import fractions
 import os
 import pathlib
 import sys
+from typing import Callable
 
 import av
 from tqdm import tqdm
 
-from jdsr import files, pixels
-from jdsr.model import JDSR
-from jdsr.restore import SCALE, Options, restore
+from jdsr.io import files, pixels
+from jdsr.io.outputs import VIDEO_SUFFIXES  # noqa: F401 (re-exported)
+from jdsr.errors import one_line
+from jdsr.nn.model import JDSR
+from jdsr.inference.restore import SCALE, Options, Progress, restore
 
-VIDEO_SUFFIXES = ('.mp4', '.m4v', '.mov', '.mkv', '.webm', '.avi')
 DEFAULT_CRF = 18
 CRF_CODECS = ('libx264', 'libx264rgb', 'libx265', 'libvpx-vp9')
 LOSSLESS = ('ffv1', 'libx264rgb', 'png', 'rawvideo', 'utvideo', 'huffyuv', 'ffvhuff', 'qtrle')
@@ -54,19 +56,6 @@ class VideoError(ValueError):
     super().__init__(message.replace('\r', '\\r').replace('\n', '\\n'))
 
 
-def is_video(path: str | os.PathLike) -> bool:
-  """Whether ``path`` has a video file extension (``VIDEO_SUFFIXES``, any case)."""
-  return pathlib.Path(path).suffix.lower() in VIDEO_SUFFIXES
-
-
-def list_videos(folder: str | os.PathLike) -> list[pathlib.Path]:
-  """The video files directly in ``folder``, sorted by name (hidden files skipped)."""
-  folder = pathlib.Path(folder)
-  return sorted((p for p in folder.iterdir()
-                 if is_video(p) and not p.name.startswith('.') and p.is_file()),
-                key=lambda p: p.name)
-
-
 def default_codec(target: str | os.PathLike) -> str:
   """The encoder for a target file: VP9 for .webm, H.264 (libx264) for anything else."""
   return 'libvpx-vp9' if pathlib.Path(target).suffix.lower() == '.webm' else 'libx264'
@@ -74,12 +63,16 @@ def default_codec(target: str | os.PathLike) -> str:
 
 def restore_video(model: JDSR, source: str | os.PathLike, target: str | os.PathLike,
                   options: Options = Options(), *, codec: str | None = None,
-                  crf: int = DEFAULT_CRF, progress: bool = True) -> int:
+                  crf: int = DEFAULT_CRF, progress: Progress = Progress(),
+                  frames: Callable[[int, int | None], None] | None = None) -> int:
   """Restores every frame of ``source`` into the ×4 video ``target``; returns the frame count.
 
   ``codec``: an FFmpeg encoder name (default: ``default_codec(target)``); ``crf``:
   its quality for ``CRF_CODECS`` (0: lossless, 18: visually lossless; others ignore
-  it). See the module docstring for timing, audio and errors.
+  it). ``progress`` is what each frame's ``restore`` reports (compiling, tiles);
+  ``frames(done, total)`` is called after each frame (total: the header's frame
+  count, None if it does not say). See the module docstring for timing, audio
+  and errors.
   """
   source, target = pathlib.Path(source), pathlib.Path(target)
   codec = codec or default_codec(target)
@@ -89,7 +82,7 @@ def restore_video(model: JDSR, source: str | os.PathLike, target: str | os.PathL
   def write(tmp: str) -> None:
     try:
       with av.open(os.fspath(source)) as inp, av.open(tmp, 'w', format=_format(target)) as out:
-        _transcode(model, inp, out, target, first, codec, crf, options, done, progress)
+        _transcode(model, inp, out, target, first, codec, crf, options, done, progress, frames)
     except av.error.FFmpegError as e:
       raise VideoError(target if done['started'] else source, _ffmpeg_message(e)) from None
 
@@ -128,7 +121,7 @@ def _format(target: pathlib.Path) -> str | None:
 
 
 def _transcode(model, inp, out, target: pathlib.Path, first, codec: str, crf: int,
-               options: Options, done: dict, progress: bool) -> None:
+               options: Options, done: dict, progress: Progress, frames_done) -> None:
   vin = inp.streams.video[0]
   vout = out.add_stream(codec, rate=vin.average_rate or vin.guessed_rate or vin.base_rate)
   vout.width, vout.height = SCALE * first.width, SCALE * first.height
@@ -154,8 +147,7 @@ def _transcode(model, inp, out, target: pathlib.Path, first, codec: str, crf: in
     audio[ain.index] = out.add_stream_from_template(ain)
 
   expected = _expected_end(inp, vin)
-  bar = tqdm(total=vin.frames or None, desc=pathlib.Path(inp.name).name, unit='frame',
-             disable=not progress, leave=False, file=sys.stderr)
+  total = vin.frames or None
   last, step = None, None
   packets = inp.demux(vin, *inp.streams.audio)
   try:
@@ -173,7 +165,8 @@ def _transcode(model, inp, out, target: pathlib.Path, first, codec: str, crf: in
         out.mux(packet)
       for frame in frames:
         pts = frame.pts if frame.pts is not None else done['frames']
-        restored = restore(model, pixels.to_float(frame.to_ndarray(format='rgb24')), options)
+        restored = restore(model, pixels.to_float(frame.to_ndarray(format='rgb24')), options,
+                           progress)
         image = av.VideoFrame.from_ndarray(pixels.quantize(restored), format='rgb24')
         image.pts, image.time_base = pts, vin.time_base
         for name, value in tags.items():  # converted to the output's YUV as the source was
@@ -184,11 +177,10 @@ def _transcode(model, inp, out, target: pathlib.Path, first, codec: str, crf: in
         done['frames'] += 1
         step = None if last is None else pts - last
         last = pts
-        bar.update()
+        if frames_done:
+          frames_done(done['frames'], total)
   except KeyboardInterrupt as e:
     done['error'] = e
-  finally:
-    bar.close()
   if done['frames'] == 0:
     raise VideoError(inp.name, done['error'] if isinstance(done['error'], str)
                      else 'no frame could be decoded')
@@ -238,5 +230,4 @@ def _truncated(vin, frames: int, last, step, expected) -> str | None:
 
 
 def _ffmpeg_message(e: BaseException) -> str:
-  text = getattr(e, 'strerror', None) or str(e)
-  return str(text).strip().splitlines()[0] if str(text).strip() else type(e).__name__
+  return one_line(getattr(e, 'strerror', None) or e)
