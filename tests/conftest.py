@@ -1,16 +1,16 @@
 import os
-import sys
-import pathlib
 
-# The repository root, so that tests import `jdsr` and `configs` from the checkout.
-sys.path.insert(0, str(pathlib.Path(__file__).parents[1]))
+# The tests import `jdsr` and `configs` from the checkout (pyproject.toml: pythonpath), and
+# run on the CPU whatever the machine has.
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
-# Tests compile the same tiny programs many times over (each training run jits
-# its own step function): a persistent compilation cache, shared with the
-# subprocesses the tests start, compiles each once per session.
+# Tests compile the same programs many times over (each training run jits its own step
+# function, both workers compile the golden model): a persistent compilation cache, shared
+# with the subprocesses the tests start and kept between runs in .cache/jax-tests (delete it
+# at will), compiles each once.
 if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
-  import tempfile
-  os.environ['JAX_COMPILATION_CACHE_DIR'] = tempfile.mkdtemp(prefix='jdsr-jax-cache-')
+  import pathlib
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = str(pathlib.Path(__file__).parents[1] / '.cache' /
+                                                'jax-tests')
   os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
   os.environ['JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES'] = '0'
 

@@ -1,27 +1,19 @@
-"""The reference numbers in ../shared/reference, and the golden weights' recipe."""
+"""The official implementation's numbers in tests/data (see its README), and the golden weights."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 
 import numpy as np
-import pytest
 
-SHARED = pathlib.Path(os.environ.get('JDSR_SHARED', pathlib.Path(__file__).parents[2] / 'shared'))
-REFERENCE = SHARED / 'reference'
+DATA = pathlib.Path(__file__).parent / 'data'
 SEED, PRELU = 20211, 0.17
-
-
-def require(path: pathlib.Path) -> pathlib.Path:
-  if not path.exists():
-    pytest.fail(f'reference data missing: {path} (set JDSR_SHARED to the shared/ folder)')
-  return path
+SR_STRIDE = 3  # the stored `sr` outputs keep every 3rd row and column
 
 
 def key_table() -> list[tuple[str, tuple[int, ...]]]:
   """(key, shape) of every tensor of the official checkpoint, in file order."""
-  rows = require(REFERENCE / 'state_dict_keys.tsv').read_text().splitlines()[1:]
+  rows = (DATA / 'state_dict_keys.tsv').read_text().splitlines()[1:]
   table = []
   for row in rows:
     _, key, shape = row.split('\t')
@@ -30,7 +22,7 @@ def key_table() -> list[tuple[str, tuple[int, ...]]]:
 
 
 def golden_state_dict() -> dict[str, np.ndarray]:
-  """The synthetic weights of the goldens, rebuilt with the README's recipe."""
+  """The synthetic weights of the goldens, rebuilt with the recipe in tests/data/README.md."""
   rng = np.random.default_rng(SEED)
   out = {}
   for key, shape in key_table():
@@ -43,9 +35,14 @@ def golden_state_dict() -> dict[str, np.ndarray]:
 
 
 def load(name: str) -> dict[str, np.ndarray]:
-  with np.load(require(REFERENCE / name)) as f:
+  with np.load(DATA / name) as f:
     return dict(f)
 
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
   return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def sr_sample(sr: np.ndarray) -> np.ndarray:
+  """An NHWC ×4 output at the rows and columns the stored `sr` keeps."""
+  return np.asarray(sr)[:, ::SR_STRIDE, ::SR_STRIDE]

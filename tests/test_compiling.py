@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jdsr import compiling
+from jdsr.train import compiling
 
 
 class _CountingJit:

@@ -11,7 +11,8 @@ import torch
 from flax import nnx
 
 import jdsr
-from jdsr import checkpoints, pth
+from jdsr import checkpoints
+from jdsr.checkpoints import pth
 from tests import reference
 
 ROOT = __import__('pathlib').Path(__file__).parents[1]
@@ -200,10 +201,11 @@ def test_overwrite_replaces_only_checkpoints(tmp_path):
 
 
 def _cli(*args):
-  return subprocess.run([sys.executable, '-m', 'jdsr.convert', *map(str, args)], cwd=ROOT,
+  return subprocess.run([sys.executable, '-m', 'jdsr.cli.convert', *map(str, args)], cwd=ROOT,
                         capture_output=True, text=True, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_both_ways(golden_pth, tmp_path):
   assert 'orbax' in _cli('--help').stdout
   ckpt, pth = tmp_path / 'ckpt', tmp_path / 'back.pth'
@@ -218,9 +220,10 @@ def test_cli_both_ways(golden_pth, tmp_path):
   again = _cli('--checkpoint', ckpt, '--out', pth)
   assert again.returncode != 0 and 'exists' in again.stderr
   itself = _cli('--checkpoint', ckpt, '--out', ckpt, '--overwrite')
-  assert itself.returncode == 1 and 'that is the input' in itself.stderr
+  assert itself.returncode == 1 and 'that is the input checkpoint' in itself.stderr
 
 
+@pytest.mark.slow
 def test_cli_reports_a_bad_file(tmp_path):
   bad = tmp_path / 'bad.pth'
   bad.write_bytes(b'junk')
@@ -229,10 +232,11 @@ def test_cli_reports_a_bad_file(tmp_path):
   assert 'bad.pth' in result.stderr and 'Traceback' not in result.stderr
 
 
+@pytest.mark.slow
 def test_building_running_and_training_never_import_the_pth_module():
-  code = ('import sys, jdsr, jdsr.restore, jdsr.evaluate, jdsr.train_lib, jdsr.phases\n'
+  code = ('import sys, jdsr, jdsr.inference.restore, jdsr.evaluation.evaluate, jdsr.train.loop, jdsr.train.phases\n'
           "model = jdsr.load('jdsr/models/demo')\n"
-          "assert 'jdsr.pth' not in sys.modules and 'torch' not in sys.modules, 'imported'\n")
+          "assert 'jdsr.checkpoints.pth' not in sys.modules and 'torch' not in sys.modules, 'imported'\n")
   result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)
   assert result.returncode == 0, result.stderr[-2000:]
@@ -255,12 +259,13 @@ def test_a_checkpoint_saved_across_devices_loads_on_one(tmp_path):
   _same_params(jdsr.load(tmp_path / 'ckpt'), jdsr.build_model(jdsr.tiny_model_config(), rngs=4))
 
 
+@pytest.mark.slow
 def test_the_model_the_step_and_restoring_never_import_tensorflow():
   """What benchmarks/gpu_check.sh runs on a GPU machine, where TensorFlow is too large to carry."""
-  code = ('import sys, jax, numpy as np, jdsr, jdsr.restore, jdsr.phases, jdsr.checkpoints\n'
+  code = ('import sys, jax, numpy as np, jdsr, jdsr.inference.restore, jdsr.train.phases, jdsr.checkpoints\n'
           'from configs import phase3_joint\n'
           "model = jdsr.load('jdsr/models/demo')\n"
-          'jdsr.restore.restore(model, np.zeros((16, 16, 3), np.float32))\n'
+          'jdsr.inference.restore.restore(model, np.zeros((16, 16, 3), np.float32))\n'
           "assert 'tensorflow' not in sys.modules, 'imported'\n")
   result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jdsr import pixels
+from jdsr.io import pixels
 from jdsr.data import degrade
 
-KODIM01 = pathlib.Path(__file__).parents[2] / 'shared/data/photos/kodak24/kodim01.png'
+PHOTO = pathlib.Path(__file__).parents[1] / 'samples' / 'sharp' / 'coffee.png'
 
 
 def _kernel(seed: int, **kwargs) -> np.ndarray:
@@ -33,8 +33,8 @@ def _mean_gradient(image: np.ndarray) -> float:
 
 
 @pytest.fixture(scope='module')
-def kodim01() -> np.ndarray:
-  return np.asarray(Image.open(KODIM01).convert('RGB'), np.float32) / 255
+def photo() -> np.ndarray:
+  return np.asarray(Image.open(PHOTO).convert('RGB'), np.float32) / 255
 
 
 @pytest.mark.parametrize('size', [15, 31, 32])
@@ -162,11 +162,11 @@ def test_noise_changes_only_the_blurry_lr():
   np.testing.assert_allclose(clean[0], expected, atol=1e-6)
 
 
-def test_blurry_lr_is_blurrier_than_sharp_lr_on_a_photo(kodim01):
+def test_blurry_lr_is_blurrier_than_sharp_lr_on_a_photo(photo):
   make = degrade.Degradation(length=(15.0, 25.0))
   for seed in range(3):
-    blur_lr, sharp_lr, sharp_hr = make(kodim01, seed)
-    h, w = kodim01.shape[0] // 4, kodim01.shape[1] // 4
+    blur_lr, sharp_lr, sharp_hr = make(photo, seed)
+    h, w = photo.shape[0] // 4, photo.shape[1] // 4
     assert sharp_hr.shape == (4 * h, 4 * w, 3) and blur_lr.shape == sharp_lr.shape == (h, w, 3)
     assert _mean_gradient(blur_lr) < 0.8 * _mean_gradient(sharp_lr)
     # The blur keeps the image where it was: its mean colour and low frequencies.

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import jdsr
-from jdsr import imageio, metrics
+from jdsr.io import imagefile
+from jdsr.evaluation import metrics
 from jdsr.data import reds
 
 ROOT = __import__('pathlib').Path(__file__).parents[1]
@@ -36,6 +37,7 @@ def test_help_documents_every_option():
     assert f'--{flag}' in result.stdout or f'--[no]{flag}' in result.stdout, flag
 
 
+@pytest.mark.slow
 def test_reds_end_to_end(tiny_checkpoint, tmp_path):
   root = reds.write_fake_reds(tmp_path / 'REDS', split='val', sequences=2, frames=(9, 19, 25))
   out = tmp_path / 'out'
@@ -49,9 +51,9 @@ def test_reds_end_to_end(tiny_checkpoint, tmp_path):
   assert [r['name'] for r in rows] == ['000_00000009', '000_00000019', '001_00000009',
                                        '001_00000019']  # Val300 frames only
   for row in rows:
-    restored = imageio.read_image(out / 'images' / f"{row['name']}.png").rgb
+    restored = imagefile.read_image(out / 'images' / f"{row['name']}.png").rgb
     frame = next(f for f in reds.list_frames(root, 'val') if f.id == row['name'])
-    target = imageio.read_image(frame.sharp_hr).rgb
+    target = imagefile.read_image(frame.sharp_hr).rgb
     assert restored.shape == target.shape
     assert float(row['psnr']) == pytest.approx(metrics.psnr(restored, target), abs=1e-3)
     assert float(row['ssim']) == pytest.approx(metrics.ssim(restored, target), abs=1e-3)
@@ -71,12 +73,13 @@ def test_reds_end_to_end(tiny_checkpoint, tmp_path):
     assert [r['reference_psnr'] for r in csv.DictReader(f)] == ['inf', 'inf']
 
 
+@pytest.mark.slow
 def test_folder_with_a_bad_file(tiny_checkpoint, tmp_path):
   inputs = tmp_path / 'in'
   inputs.mkdir()
   rng = np.random.default_rng(0)
-  imageio.write_image(inputs / 'a.png', rng.random((12, 20, 3)))
-  imageio.write_image(inputs / 'c.png', rng.random((9, 9, 3)), rng.random((9, 9)), gray=True)
+  imagefile.write_image(inputs / 'a.png', rng.random((12, 20, 3)))
+  imagefile.write_image(inputs / 'c.png', rng.random((9, 9, 3)), rng.random((9, 9)), gray=True)
   (inputs / 'b.png').write_text('not an image')
   out = tmp_path / 'out'
   result = _run('--config', ROOT / 'configs' / 'eval_default.py', '--checkpoint',
@@ -84,16 +87,17 @@ def test_folder_with_a_bad_file(tiny_checkpoint, tmp_path):
   assert result.returncode == 1
   errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
   assert len(errors) == 1 and 'b.png' in errors[0]
-  assert imageio.read_image(out / 'images' / 'a.png').rgb.shape == (48, 80, 3)
-  restored = imageio.read_image(out / 'images' / 'c.png')  # grayscale and alpha kept
+  assert imagefile.read_image(out / 'images' / 'a.png').rgb.shape == (48, 80, 3)
+  restored = imagefile.read_image(out / 'images' / 'c.png')  # grayscale and alpha kept
   assert restored.gray and restored.alpha.shape == (36, 36)
   assert not (out / 'images' / 'b.png').exists()
 
 
+@pytest.mark.slow
 def test_refuses_to_write_over_inputs(tiny_checkpoint, tmp_path):
   images = tmp_path / 'images'
   images.mkdir()
-  imageio.write_image(images / 'x.png', np.zeros((8, 8, 3)))
+  imagefile.write_image(images / 'x.png', np.zeros((8, 8, 3)))
   before = (images / 'x.png').read_bytes()
   result = _run('--config', ROOT / 'configs' / 'eval_default.py', '--checkpoint',
                 tiny_checkpoint, '--input_dir', images, '--output_dir', tmp_path,
@@ -102,9 +106,10 @@ def test_refuses_to_write_over_inputs(tiny_checkpoint, tmp_path):
   assert (images / 'x.png').read_bytes() == before
 
 
+@pytest.mark.slow
 def test_compiled_programs_are_cached_across_runs_unless_turned_off(tiny_checkpoint, tmp_path):
   inputs = tmp_path / 'in'
-  imageio.write_image(inputs / 'a.png', np.random.default_rng(0).random((16, 16, 3)))
+  imagefile.write_image(inputs / 'a.png', np.random.default_rng(0).random((16, 16, 3)))
   env = {k: v for k, v in __import__('os').environ.items() if not k.startswith('JAX_')}
   env.update(XDG_CACHE_HOME=str(tmp_path / 'cache'), JAX_PLATFORMS='cpu')
   args = [sys.executable, 'eval.py', '--config', 'configs/eval_default.py', '--checkpoint',

@@ -1,6 +1,6 @@
-"""python -m jdsr.export: its jax.export program and TensorFlow SavedModel agree with jdsr.apply.
+"""jdsr-export: its jax.export program and TensorFlow SavedModel agree with jdsr.apply.
 
-The README's export command and its two loaders run here as written: the
+docs/export.md's export command and its two loaders run here as written: the
 command in a folder where ``jdsr`` is this checkout, the jax loader in a
 subprocess where jdsr and flax cannot be imported.
 """
@@ -18,8 +18,12 @@ import numpy as np
 import pytest
 
 import jdsr
-from jdsr import export, layers
-from tests import test_readme
+from jdsr.checkpoints import export
+from jdsr.cli import export as export_cli
+from jdsr.nn import layers
+from tests import docs
+
+pytestmark = pytest.mark.slow  # end-to-end: see pyproject.toml
 
 ROOT = pathlib.Path(__file__).parents[1]
 # Run before a loader: jdsr and flax cannot be imported, so the loader needs jax alone.
@@ -29,11 +33,11 @@ SAVE = "\nnp.save('x.npy', x)\nnp.save('sr.npy', np.asarray(sr))\n"
 
 @pytest.fixture(scope='module')
 def exported(tmp_path_factory) -> pathlib.Path:
-  """The folder where the README's export command ran; the export is its exported/."""
+  """The folder where docs/export.md's export command ran; the export is its exported/."""
   work = tmp_path_factory.mktemp('export')
   (work / 'jdsr').symlink_to(ROOT / 'jdsr')
-  result = subprocess.run(['bash', '-c', test_readme.EXPORT_COMMAND], cwd=work,
-                          env=test_readme._env(work), capture_output=True, text=True, timeout=900)
+  result = subprocess.run(['bash', '-c', docs.EXPORT_COMMAND], cwd=work,
+                          env=docs.env(work), capture_output=True, text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'wrote' in result.stdout
   return work
@@ -45,7 +49,7 @@ def demo() -> jdsr.JDSR:
 
 
 def _loader(kind: str) -> str:
-  (block,) = [b for b in test_readme.export_loaders() if f'import {kind}' in b]
+  (block,) = [b for b in docs.export_loaders() if f'import {kind}' in b]
   return block
 
 
@@ -93,18 +97,18 @@ def test_never_replaces_what_is_not_an_export(tmp_path, capsys, monkeypatch):
   args = ['--checkpoint', str(jdsr.DEMO_MODEL), '--platforms', 'cpu', '--no_saved_model']
   (tmp_path / 'folder').mkdir()
   (tmp_path / 'folder' / 'notes.txt').write_text('mine')
-  assert export.main(args + ['--out', str(tmp_path / 'folder'), '--overwrite']) == 1
+  assert export_cli.main(args + ['--out', str(tmp_path / 'folder'), '--overwrite']) == 1
   assert 'not a jdsr export' in capsys.readouterr().err
   assert (tmp_path / 'folder' / 'notes.txt').read_text() == 'mine'
   for inside_or_above in (jdsr.DEMO_MODEL / 'params', jdsr.DEMO_MODEL.parent):
-    assert export.main(args + ['--out', str(inside_or_above), '--overwrite']) == 1
+    assert export_cli.main(args + ['--out', str(inside_or_above), '--overwrite']) == 1
     assert 'the input checkpoint' in capsys.readouterr().err
-  assert export.main(args + ['--out', str(tmp_path / 'e'), '--notlsc']) == 0
-  assert export.main(args + ['--out', str(tmp_path / 'e')]) == 1
+  assert export_cli.main(args + ['--out', str(tmp_path / 'e'), '--notlsc']) == 0
+  assert export_cli.main(args + ['--out', str(tmp_path / 'e')]) == 1
   assert '--overwrite' in capsys.readouterr().err
   info = json.loads((tmp_path / 'e' / 'export.json').read_text())
   assert info['tlsc'] is None and info['conv_impl'] == 'auto'  # CPU alone: Winograd
-  assert export.main(args + ['--out', str(tmp_path / 'e'), '--overwrite']) == 0
+  assert export_cli.main(args + ['--out', str(tmp_path / 'e'), '--overwrite']) == 0
   info = json.loads((tmp_path / 'e' / 'export.json').read_text())
   assert info['tlsc'] is not None and info['files'] == ['model.jax', 'weights.npz']
   assert sorted(p.name for p in tmp_path.iterdir()) == ['e', 'folder']  # no temporary left

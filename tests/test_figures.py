@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jdsr import figures
-from jdsr.figures import GAP
+from jdsr.evaluation import figures
+from jdsr.evaluation.figures import GAP
 
 COLORS = [(255, 0, 255), (0, 255, 255), (255, 255, 0)]
 

@@ -1,4 +1,4 @@
-"""Tests of jdsr.imageio: every test image is made here with Pillow or NumPy."""
+"""Tests of jdsr.io.imagefile: every test image is made here with Pillow or NumPy."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ import pytest
 from PIL import Image as PILImage
 from PIL import features
 
-from jdsr import imageio
-from jdsr.imageio import ImageError, list_images, read_image, write_image
-from jdsr.pixels import quantize
+from jdsr.io import imagefile
+from jdsr.io.imagefile import ImageError, list_images, read_image, write_image
+from jdsr.io.pixels import quantize
 
 
 def _rng() -> np.random.Generator:
@@ -122,15 +122,20 @@ def _deep_samples(shape) -> np.ndarray:
   return samples
 
 
+def _read_deep_rgb_silently(path, samples):
+  """Reads a 16-bit RGB file with warnings as errors; checks it holds ``samples`` exactly."""
+  with warnings.catch_warnings():
+    warnings.simplefilter('error')
+    image = read_image(path)
+  assert (image.bits, image.gray, image.alpha) == (16, False, None)
+  assert image.rgb.dtype == np.float32 and image.rgb.shape == samples.shape
+  np.testing.assert_array_equal(image.rgb, samples.astype(np.float32) / 65535)
+
+
 def test_16bit_rgb_png_is_read_at_full_depth(tmp_path):
   samples = _deep_samples((5, 6, 3))
   _png16(tmp_path / 'deep.png', samples)
-  with warnings.catch_warnings():
-    warnings.simplefilter('error')
-    image = read_image(tmp_path / 'deep.png')
-  assert (image.bits, image.gray, image.alpha) == (16, False, None)
-  assert image.rgb.dtype == np.float32 and image.rgb.shape == (5, 6, 3)
-  np.testing.assert_array_equal(image.rgb, samples.astype(np.float32) / 65535)
+  _read_deep_rgb_silently(tmp_path / 'deep.png', samples)
 
 
 def test_16bit_rgba_and_gray_alpha_png_are_read_at_full_depth(tmp_path):
@@ -162,11 +167,7 @@ def test_16bit_rgb_png_written_by_pypng_is_read_at_full_depth(tmp_path):
 def test_16bit_rgb_tiff_is_read_at_full_depth(tmp_path):
   samples = _deep_samples((5, 6, 3))
   _tiff16_rgb(tmp_path / 'deep.tif', samples)
-  with warnings.catch_warnings():
-    warnings.simplefilter('error')
-    image = read_image(tmp_path / 'deep.tif')
-  assert (image.bits, image.gray, image.alpha) == (16, False, None)
-  np.testing.assert_array_equal(image.rgb, samples.astype(np.float32) / 65535)
+  _read_deep_rgb_silently(tmp_path / 'deep.tif', samples)
 
 
 @pytest.mark.parametrize('orientation', range(1, 9))
@@ -674,4 +675,4 @@ def test_list_images_of_a_missing_folder(tmp_path):
 
 
 def test_suffix_lists_agree():
-  assert set(imageio.WRITE_FORMATS) <= set(imageio.IMAGE_SUFFIXES)
+  assert set(imagefile.WRITE_FORMATS) <= set(imagefile.IMAGE_SUFFIXES)

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jdsr import layers, winograd
+from jdsr.nn import layers, winograd
 
 
 def _nhwc(t: torch.Tensor) -> np.ndarray:

@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from jdsr import metrics, pixels
+from jdsr.evaluation import metrics
+from jdsr.io import pixels
 from tests import reference
 
 
@@ -36,9 +37,9 @@ def test_golden(golden, name):
 def test_single_image_is_the_batch_entry(golden, name):
   pred, target, _ = golden
   fn = getattr(metrics, name)
-  got = fn(pred[2], target[2])
+  got = fn(pred[1], target[1])
   assert isinstance(got, float)
-  assert got == pytest.approx(fn(pred, target)[2], rel=1e-12)
+  assert got == pytest.approx(fn(pred, target)[1], rel=1e-12)
 
 
 def test_identical_images(golden):

@@ -10,8 +10,10 @@ from flax import nnx
 
 import jdsr
 from configs import tiny
-from jdsr import layers, phases, restore
-from jdsr.model import with_compute
+from jdsr.nn import layers
+from jdsr.train import phases
+from jdsr.inference import restore
+from jdsr.nn.model import with_compute
 from tests import reference
 
 
@@ -77,6 +79,7 @@ def test_bf16_convolutions_take_bf16_operands_and_fp32_stays_fp32():
     with_compute(model, n_feat=4)
 
 
+@pytest.mark.slow
 def test_bf16_training_step_lowers_the_loss():
   config = tiny.get_config()
   config.model.dtype = 'bfloat16'
@@ -104,6 +107,7 @@ def test_bf16_training_step_lowers_the_loss():
   assert set(floats) == {jnp.dtype('float32')} and out['loss'].dtype == jnp.float32
 
 
+@pytest.mark.slow
 def test_restore_and_eval_take_the_dtype():
   model = jdsr.load(jdsr.DEMO_MODEL)
   image = np.random.default_rng(0).random((24, 32, 3)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""A real two-process run: README's two `train.py --distributed` commands on localhost (Gloo).
+"""A real two-process run: docs/training.md's two `train.py --distributed` commands (Gloo).
 
 Two processes train the tiny model for 2 steps, then resume to 4; one process with two
 devices does the same. The checkpoints must agree, each written by one process only.
@@ -15,21 +15,24 @@ import subprocess
 import sys
 
 import jax
+import pytest
 import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 import jdsr
 
+pytestmark = pytest.mark.slow  # end-to-end: see pyproject.toml
+
 ROOT = pathlib.Path(__file__).parents[1]
 
 
 def _readme_commands() -> list[list[str]]:
-  """README's two-process commands (process 0, then 1), as argument lists."""
-  text = (ROOT / 'README.md').read_text().replace('\\\n', ' ')
+  """docs/training.md's two-process commands (process 0, then 1), as argument lists."""
+  text = (ROOT / 'docs' / 'training.md').read_text().replace('\\\n', ' ')
   lines = [line.split('#')[0].split() for line in text.splitlines()
            if line.startswith('python train.py --distributed --coordinator_address=localhost:')]
-  assert len(lines) == 2, 'README shows the two processes of the multi-host run'
+  assert len(lines) == 2, 'docs/training.md shows the two processes of the multi-host run'
   assert [re.search(r'--process_id=(\d)', ' '.join(line))[1] for line in lines] == ['0', '1']
   return lines
 

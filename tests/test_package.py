@@ -22,6 +22,8 @@ import pytest
 from packaging.requirements import Requirement
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # end-to-end: see pyproject.toml
+
 ROOT = pathlib.Path(__file__).parents[1]
 PYPROJECT = tomllib.loads((ROOT / 'pyproject.toml').read_text())
 
@@ -53,12 +55,12 @@ def test_dependencies_are_requirements_txt():
 
 
 def test_console_scripts_are_the_modules_entry_points():
-  import jdsr.convert
-  import jdsr.export
-  import jdsr.restore_cli
+  import jdsr.cli.convert
+  import jdsr.cli.export
+  import jdsr.cli.restore
   scripts = PYPROJECT['project']['scripts']
-  assert scripts == {'jdsr-restore': 'jdsr.restore_cli:run', 'jdsr-convert': 'jdsr.convert:run',
-                     'jdsr-export': 'jdsr.export:run'}
+  assert scripts == {'jdsr-restore': 'jdsr.cli.restore:run', 'jdsr-convert': 'jdsr.cli.convert:run',
+                     'jdsr-export': 'jdsr.cli.export:run'}
   for entry in scripts.values():
     module, function = entry.split(':')
     assert callable(getattr(sys.modules[module], function))
@@ -97,7 +99,7 @@ def _run(venv: pathlib.Path, cwd: pathlib.Path, *argv) -> subprocess.CompletedPr
 
 
 def test_installed_package_and_demo_model(venv, tmp_path):
-  code = ('import jdsr, jdsr.video\n'
+  code = ('import jdsr, jdsr.inference.video\n'
           'print(jdsr.__file__)\n'
           'print(sorted(p.name for p in jdsr.DEMO_MODEL.iterdir()))\n')
   result = _run(venv, tmp_path, venv / 'bin' / 'python', '-c', code)

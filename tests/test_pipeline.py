@@ -11,13 +11,13 @@ from PIL import Image
 
 from jdsr.data import degrade, pipeline
 
-KODAK = pathlib.Path(__file__).parents[2] / 'shared/data/photos/kodak24'
+PHOTOS = pathlib.Path(__file__).parents[1] / 'samples' / 'sharp'
 N = 8  # synthetic examples
 LR_H, LR_W, SCALE, CROP = 24, 32, 4, 8
 
 
 def _np_dihedral(x: np.ndarray, k: int) -> np.ndarray:
-  """H×W×C, the convention of jdsr.inference.dihedral (bit 0 flip W, bit 1 flip H, bit 2 transpose)."""
+  """H×W×C, the convention of jdsr.inference.forward.dihedral (bit 0 flip W, bit 1 flip H, bit 2 transpose)."""
   if k & 1:
     x = x[:, ::-1]
   if k & 2:
@@ -59,10 +59,10 @@ def _transform_of(blur: np.ndarray) -> tuple[int, int, int]:
 
 
 def test_dihedral_matches_inference():
-  from jdsr import inference
+  from jdsr.inference import forward
   x = np.random.default_rng(0).random((5, 5, 3)).astype(np.float32)
   for k in range(8):
-    expected = np.asarray(inference.dihedral(x[None], k))[0]
+    expected = np.asarray(forward.dihedral(x[None], k))[0]
     np.testing.assert_array_equal(pipeline.dihedral(tf.constant(x), tf.constant(k)).numpy(), expected)
     np.testing.assert_array_equal(_np_dihedral(x, k), expected)
 
@@ -176,8 +176,8 @@ def test_too_small_is_an_error():
 @pytest.fixture(scope='module')
 def photos(tmp_path_factory) -> pathlib.Path:
   folder = tmp_path_factory.mktemp('photos')
-  for name in ('kodim01.png', 'kodim02.png', 'kodim03.png'):
-    (folder / name).symlink_to(KODAK / name)
+  for name in ('astronaut.png', 'chelsea.png', 'coffee.png'):
+    (folder / name).symlink_to(PHOTOS / name)
   return folder
 
 
@@ -189,7 +189,7 @@ def _photo_elements(folder: pathlib.Path, seed: int, count: int) -> list[dict]:
 
 def test_photo_source(photos):
   a, b = _photo_elements(photos, 0, 6), _photo_elements(photos, 0, 6)
-  assert [e['id'] for e in a] == [b'kodim01.png', b'kodim02.png', b'kodim03.png'] * 2
+  assert [e['id'] for e in a] == [b'astronaut.png', b'chelsea.png', b'coffee.png'] * 2
   for e in a:
     h, w = e['sharp_hr'].shape[:2]
     with Image.open(photos / e['id'].decode()) as source:

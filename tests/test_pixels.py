@@ -1,4 +1,4 @@
-"""Shared utilities: pixel values and bicubic resizing (jdsr.pixels), atomic writes (jdsr.files)."""
+"""Shared utilities: pixel values and bicubic resizing (jdsr.io.pixels), atomic writes (jdsr.io.files)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jdsr import files, pixels
+from jdsr.io import files, pixels
 
 
 def _old_quantise(x: np.ndarray, bits: int) -> np.ndarray:

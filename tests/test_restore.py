@@ -1,4 +1,4 @@
-"""jdsr.restore: any size, grayscale and alpha, bucketing and tiling."""
+"""jdsr.inference.restore: any size, grayscale and alpha, bucketing and tiling."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,9 @@ import pytest
 import jax.numpy as jnp
 
 import jdsr
-from jdsr import inference, pixels, restore as restore_lib
-from jdsr.restore import Options, restore
+from jdsr.inference import forward, restore as restore_lib
+from jdsr.io import pixels
+from jdsr.inference.restore import Options, restore
 
 
 def _nearest_x4(model, x, tlsc=None):
@@ -24,7 +25,7 @@ def local_model(monkeypatch):
     calls.append(x.shape)
     return _nearest_x4(model, x, tlsc)
 
-  monkeypatch.setattr(inference, 'apply', fake_apply)
+  monkeypatch.setattr(forward, 'apply', fake_apply)
   return calls
 
 

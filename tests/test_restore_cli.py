@@ -1,4 +1,4 @@
-"""jdsr-restore (jdsr/restore_cli.py) on images: files, folders, options, bad files, inputs kept.
+"""jdsr-restore (jdsr/cli/restore.py) on images: files, folders, options, bad files, inputs kept.
 
 With the demo model (the default), on images of the size of samples/blurry/chelsea.png:
 they share one compiled program with the other tests that restore that photo.
@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 import jdsr
-from jdsr import imageio, pixels, restore, restore_cli
+from jdsr.io import imagefile, pixels
+from jdsr.inference import restore
+from jdsr.cli import restore as restore_cli
 
 
 SIZE = (112, 75)  # chelsea's (width, height)
@@ -35,7 +37,7 @@ def _photo(path: pathlib.Path, size=SIZE, mode='RGB', seed=0) -> pathlib.Path:
 
 def _expected(model, path: pathlib.Path, options=restore.Options()) -> np.ndarray:
   """What the command should write for ``path``: restore() of the image, as 8-bit samples."""
-  return pixels.quantize(restore.restore(model, imageio.read_image(path).rgb, options))
+  return pixels.quantize(restore.restore(model, imagefile.read_image(path).rgb, options))
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:
@@ -61,7 +63,7 @@ def test_folders_and_files_into_a_folder_keep_each_layout(model, tmp_path, capsy
   _photo(photos / 'a.png')
   _photo(photos / 'gray.png', mode='L', seed=1)
   _photo(photos / 'alpha.png', mode='RGBA', seed=2)
-  imageio.write_image(photos / 'deep.png', np.random.default_rng(3).random((75, 112, 3)),
+  imagefile.write_image(photos / 'deep.png', np.random.default_rng(3).random((75, 112, 3)),
                       bits=16)
   (photos / 'notes.txt').write_text('not an image')  # not listed: not an image extension
   extra = _photo(tmp_path / 'extra.jpg', seed=4)
@@ -74,7 +76,7 @@ def test_folders_and_files_into_a_folder_keep_each_layout(model, tmp_path, capsy
                                 _expected(model, photos / 'a.png'))
   assert Image.open(out / 'gray.png').mode == 'L'
   assert Image.open(out / 'alpha.png').mode == 'RGBA'
-  deep = imageio.read_image(out / 'deep.png')
+  deep = imagefile.read_image(out / 'deep.png')
   assert deep.bits == 16 and deep.rgb.shape == (300, 448, 3)
 
 
@@ -82,7 +84,7 @@ def test_options_reach_restore(tmp_path, capsys, monkeypatch):
   """--notlsc, --ensemble, --tile and --dtype become restore.Options (restore itself: test_restore.py)."""
   seen = []
 
-  def fake_restore(model, image, options):
+  def fake_restore(model, image, options, progress=None):
     seen.append(options)
     return np.zeros((4 * image.shape[0], 4 * image.shape[1], 3), np.float32)
 
@@ -104,7 +106,7 @@ def test_bad_files_get_one_line_each_and_the_rest_are_restored(tmp_path, capsys)
   (photos / 'empty.jpg').write_bytes(b'')
   code, out, err = _run(capsys, photos, tmp_path / 'missing.png', '-o', tmp_path / 'out', '-q')
   assert code == 1
-  errors = [line for line in err.splitlines() if line.startswith('error:')]
+  errors = [line for line in err.splitlines() if line.startswith('jdsr-restore: error:')]
   assert len(errors) == 3, err
   assert any('missing.png' in e for e in errors)
   assert any('broken.png' in e for e in errors) and any('empty.jpg' in e for e in errors)
@@ -144,7 +146,7 @@ def test_usage_errors(tmp_path, capsys):
   code, _, err = _run(capsys, a, b, '-o', tmp_path / 'x.png')
   assert code == 2 and 'must be a folder' in err
   code, _, err = _run(capsys, a, '-o', tmp_path / 'x.mp4')
-  assert code == 1 and 'is an image, so its output must be one of .png' in err
+  assert code == 1 and 'is an image, so its output must end in one of .png' in err
   code, _, err = _run(capsys, a, '-o', tmp_path / 'y.png', '--tile', '20')
   assert code == 2 and '--tile' in err
   code, _, err = _run(capsys, a, '-o', tmp_path / 'y.png', '--checkpoint', tmp_path / 'nothing')
@@ -158,6 +160,6 @@ def test_the_bundled_demo_model_by_default(model, tmp_path, capsys):
   photo = _photo(tmp_path / 'photo.png')
   code, _, err = _run(capsys, photo, '-o', tmp_path / 'out.png', '-q')
   assert code == 0, err
-  assert 'bundled demo model' in err
+  assert 'demo model that ships with jdsr' in err
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'out.png')),
                                 _expected(model, photo))

@@ -20,8 +20,12 @@ import numpy as np
 import pytest
 
 import jdsr
-from jdsr import imageio, restore as restore_lib, train_lib
+from jdsr.io import imagefile
+from jdsr.inference import restore as restore_lib
+from jdsr.train import loop
 from tests import training
+
+pytestmark = pytest.mark.slow  # end-to-end: see pyproject.toml
 
 ROOT = pathlib.Path(__file__).parents[1]
 SHARP = ROOT / 'samples' / 'sharp'
@@ -59,7 +63,7 @@ def _images(folder: pathlib.Path, names: list[str], size=(12, 20)) -> pathlib.Pa
   folder.mkdir(parents=True, exist_ok=True)
   rng = np.random.default_rng(0)
   for name in names:
-    imageio.write_image(folder / name, rng.random((*size, 3)).astype(np.float32))
+    imagefile.write_image(folder / name, rng.random((*size, 3)).astype(np.float32))
   return folder
 
 
@@ -76,17 +80,17 @@ def test_convert_overwrite_refuses_other_folders_and_its_input(tiny_ckpt, tmp_pa
   (victim / '.git').mkdir(parents=True)
   (victim / 'notes.md').write_text('x')
   before = _tree(victim)
-  result = _run('-m', 'jdsr.convert', '--checkpoint', tiny_ckpt, '--out', victim, '--overwrite')
+  result = _run('-m', 'jdsr.cli.convert', '--checkpoint', tiny_ckpt, '--out', victim, '--overwrite')
   _one_error_line(result, str(victim), 'refusing to replace it')
-  result = _run('-m', 'jdsr.convert', '--checkpoint', tiny_ckpt, '--out', '.', '--overwrite',
+  result = _run('-m', 'jdsr.cli.convert', '--checkpoint', tiny_ckpt, '--out', '.', '--overwrite',
                 cwd=victim)
   _one_error_line(result, 'refusing to replace it')
   assert _tree(victim) == before and (victim / '.git').is_dir()
   pth = tmp_path / 'tiny.pth'
   jdsr.save(jdsr.load(tiny_ckpt), pth)
   source = pth.read_bytes()
-  _one_error_line(_run('-m', 'jdsr.convert', '--checkpoint', pth, '--out', pth, '--overwrite'),
-                  'that is the input')
+  _one_error_line(_run('-m', 'jdsr.cli.convert', '--checkpoint', pth, '--out', pth, '--overwrite'),
+                  'that is the input checkpoint')
   assert pth.read_bytes() == source
 
 
@@ -138,15 +142,15 @@ def _photos_config(**overrides):
 
 def test_diverged_weights_are_never_saved(tmp_path):
   config = _photos_config(learning_rate=1e30, checkpoint_every=1, eval_every=1)
-  with pytest.raises(train_lib.TrainingError, match='NaN or inf.*not saved.*checkpoint is none'):
-    train_lib.train_and_evaluate(config, tmp_path)
+  with pytest.raises(loop.TrainingError, match='NaN or inf.*not saved.*checkpoint is none'):
+    loop.train_and_evaluate(config, tmp_path)
   from jdsr import checkpoints
   assert checkpoints.steps(tmp_path / 'checkpoints') == []
   assert checkpoints.steps(tmp_path / 'best') == []
   # Without validation at that step, the check before saving catches it.
   config = _photos_config(learning_rate=1e30, checkpoint_every=1, eval_every=100)
-  with pytest.raises(train_lib.TrainingError, match='model outputs NaN or inf.*not saved'):
-    train_lib.train_and_evaluate(config, tmp_path / 'b')
+  with pytest.raises(loop.TrainingError, match='model outputs NaN or inf.*not saved'):
+    loop.train_and_evaluate(config, tmp_path / 'b')
   assert checkpoints.steps(tmp_path / 'b' / 'checkpoints') == []
 
 
@@ -185,9 +189,9 @@ def test_a_data_error_ends_training_with_one_line_and_no_hang(tmp_path):
 def test_an_image_smaller_than_the_crop_names_the_file(tmp_path):
   config = _photos_config(data={'lr_size': 1024})
   config.data.val_count = 0
-  with pytest.raises(train_lib.TrainingError, match=r'data error: chelsea.png: .*smaller than the '
+  with pytest.raises(loop.TrainingError, match=r'data error: chelsea.png: .*smaller than the '
                      r'1024x1024 crop'):
-    train_lib.train_and_evaluate(config, tmp_path)
+    loop.train_and_evaluate(config, tmp_path)
 
 
 # -- (8) bad checkpoints: one line everywhere -------------------------------------------
@@ -205,7 +209,7 @@ def test_a_damaged_checkpoint_is_one_line_in_eval_convert_and_training(tiny_ckpt
   _damage(bad)
   inputs = _images(tmp_path / 'in', ['a.png'])
   _one_error_line(_eval(bad, inputs, tmp_path / 'out'), str(bad), 'cannot read the checkpoint')
-  _one_error_line(_run('-m', 'jdsr.convert', '--checkpoint', bad, '--out', tmp_path / 'x.pth'),
+  _one_error_line(_run('-m', 'jdsr.cli.convert', '--checkpoint', bad, '--out', tmp_path / 'x.pth'),
                   str(bad), 'cannot read the checkpoint')
   train = ('train.py', '--config', 'configs/tiny.py', '--config.data.source=photos',
            f'--config.data.photos_dir={SHARP}', f'--config.data.val_photos_dir={SHARP}')
@@ -216,16 +220,16 @@ def test_a_damaged_checkpoint_is_one_line_in_eval_convert_and_training(tiny_ckpt
 def test_a_pth_for_another_model_is_one_line(tiny_ckpt, tmp_path):
   pth = tmp_path / 'tiny.pth'
   jdsr.save(jdsr.load(tiny_ckpt), pth)
-  result = _run('-m', 'jdsr.convert', '--checkpoint', pth, '--out', tmp_path / 'ckpt')
+  result = _run('-m', 'jdsr.cli.convert', '--checkpoint', pth, '--out', tmp_path / 'ckpt')
   _one_error_line(result, 'tiny.pth does not fit the model config', 'missing keys')
 
 
 def test_resuming_with_another_model_size_is_one_line(tmp_path):
-  train_lib.train_and_evaluate(_photos_config(num_train_steps=2), tmp_path)
+  loop.train_and_evaluate(_photos_config(num_train_steps=2), tmp_path)
   bigger = _photos_config(num_train_steps=4)
   bigger.model.n_feat = 16
   with pytest.raises(jdsr.CheckpointError, match=r'checkpoints/2: saved for a model with n_feat=8'):
-    train_lib.train_and_evaluate(bigger, tmp_path)
+    loop.train_and_evaluate(bigger, tmp_path)
 
 
 # -- (9) two runs in one workdir ----------------------------------------------------------
@@ -238,14 +242,14 @@ def test_a_second_run_in_a_workdir_is_refused_and_a_stale_lock_taken_over(tmp_pa
   try:
     (tmp_path / '.lock').write_text(json.dumps(
         {'pid': live.pid, 'host': socket.gethostname(), 'started': 'earlier'}))
-    with pytest.raises(train_lib.TrainingError, match=rf'in use by another run \(pid {live.pid}'):
-      train_lib.train_and_evaluate(config, tmp_path)
+    with pytest.raises(loop.TrainingError, match=rf'in use by another run \(pid {live.pid}'):
+      loop.train_and_evaluate(config, tmp_path)
     assert not (tmp_path / 'checkpoints').exists()  # refused before touching anything
   finally:
     live.kill()
     live.wait()
   # The holder is gone now: its lock is stale and is taken over.
-  result = train_lib.train_and_evaluate(config, tmp_path)
+  result = loop.train_and_evaluate(config, tmp_path)
   assert int(result.state.step) == 2
   assert not (tmp_path / '.lock').exists()  # released
 
@@ -262,7 +266,7 @@ def test_bad_configs_are_one_line(tmp_path):
   for field, value in (('learning_rate', 0.0), ('batch_size', 0), ('num_train_steps', -1)):
     config = _photos_config(**{field: value})
     with pytest.raises(ValueError, match=f'config.{field}=.* must be positive'):
-      train_lib.train_and_evaluate(config, tmp_path / field)
+      loop.train_and_evaluate(config, tmp_path / field)
   _one_error_line(_run('train.py', '--config', 'configs/tiny.py', '--workdir', tmp_path / 'w',
                        '--config.learning_rate=0'), 'learning_rate=0.0 must be positive')
 
@@ -333,7 +337,7 @@ def test_a_nan_between_log_steps_is_caught_before_anything_is_saved(tmp_path):
         batch['blur_lr'][0, 0, 0, 0] = np.nan
       yield batch
 
-  with pytest.raises(train_lib.TrainingError, match=r'loss is nan at step 3.*checkpoints/2'):
-    train_lib.train_and_evaluate(config, tmp_path, batches=batches)
+  with pytest.raises(loop.TrainingError, match=r'loss is nan at step 3.*checkpoints/2'):
+    loop.train_and_evaluate(config, tmp_path, batches=batches)
   from jdsr import checkpoints
   assert checkpoints.steps(tmp_path / 'checkpoints') == [2]

@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 
 from configs import default
-from jdsr import imageio, pixels
+from jdsr.io import imagefile, pixels
 from jdsr.data import degrade, reds, sources
 
 
@@ -20,9 +20,9 @@ def test_reds_validation_is_val300_at_the_reference_crop_with_the_official_sharp
   assert [item['id'] for item in items] == [f'{s:03d}_{f:08d}' for s in range(3) for f in (9, 19)]
   frame = reds.list_frames(root, 'val', 'val300', with_sharp_lr=True)[0]
   np.testing.assert_array_equal(items[0]['blur_lr'], pixels.quantize(
-      imageio.read_image(frame.blur_lr).rgb[2:178]))
+      imagefile.read_image(frame.blur_lr).rgb[2:178]))
   np.testing.assert_array_equal(items[0]['sharp_lr'], pixels.quantize(
-      imageio.read_image(frame.sharp_lr).rgb[2:178]))  # the official sharp LR
+      imagefile.read_image(frame.sharp_lr).rgb[2:178]))  # the official sharp LR
   assert items[0]['sharp_hr'].shape == (704, 1280, 3) and items[0]['sharp_hr'].dtype == np.uint8
 
   config.data.val_count = 3  # a faster subset: one frame of every sequence, not three of one
@@ -33,6 +33,6 @@ def test_reds_validation_is_val300_at_the_reference_crop_with_the_official_sharp
   with caplog.at_level(logging.WARNING):
     items = sources.validation_set(config, ('blur_lr', 'sharp_lr'))
   assert 'val_sharp_bicubic is not under' in caplog.text  # the fallback is said in the log
-  hr = imageio.read_image(frame.sharp_hr).rgb
+  hr = imagefile.read_image(frame.sharp_hr).rgb
   np.testing.assert_array_equal(items[0]['sharp_lr'],
                                 pixels.quantize(degrade.bicubic_down(hr, 4)[2:178]))

@@ -1,4 +1,4 @@
-"""Training (jdsr.train_lib, train.py): freezing per phase, exact resume, NaN stop, devices, CLI."""
+"""Training (jdsr.train.loop, train.py): freezing per phase, exact resume, NaN stop, devices, CLI."""
 
 from __future__ import annotations
 
@@ -18,24 +18,26 @@ from flax import nnx
 
 import jdsr
 from configs import tiny
-from jdsr import phases as phases_lib, train_lib
+from jdsr.train import phases as phases_lib, loop
 from jdsr.data import reds, sources
 from tests import training
 
+pytestmark = pytest.mark.slow  # end-to-end: see pyproject.toml
+
 ROOT = pathlib.Path(__file__).parents[1]
-PHOTOS = pathlib.Path(__file__).parents[2] / 'shared/data/photos'
+PHOTOS = ROOT / 'samples' / 'sharp'
 
 
 @pytest.fixture(scope='module')
 def photos(tmp_path_factory) -> tuple[pathlib.Path, pathlib.Path]:
-  """Three training photos and two validation photos (symlinks into ../shared)."""
+  """Three training photos and two validation photos (links to the sample photos)."""
   root = tmp_path_factory.mktemp('photos')
   (root / 'train').mkdir()
   (root / 'val').mkdir()
-  for name in ('kodim01.png', 'kodim02.png', 'kodim03.png'):
-    (root / 'train' / name).symlink_to(PHOTOS / 'kodak24' / name)
-  for name in ('kodim04.png', 'kodim05.png'):
-    (root / 'val' / name).symlink_to(PHOTOS / 'kodak24' / name)
+  for name in ('astronaut.png', 'coffee.png', 'rocket.png'):
+    (root / 'train' / name).symlink_to(PHOTOS / name)
+  for name in ('chelsea.png', 'rocket.png'):
+    (root / 'val' / name).symlink_to(PHOTOS / name)
   return root / 'train', root / 'val'
 
 
@@ -129,8 +131,8 @@ def phases(photos, tmp_path_factory):
   out, init_from = {}, ''
   for phase in phases_lib.PHASES:
     config = _config(photos, phase, init_from=init_from)
-    before = _params(train_lib.initial_model(config))
-    out[phase] = before, train_lib.train_and_evaluate(config, root / phase)
+    before = _params(loop.initial_model(config))
+    out[phase] = before, loop.train_and_evaluate(config, root / phase)
     init_from = str(root / phase)
   return out
 
@@ -180,7 +182,7 @@ def test_run_writes_checkpoints_metrics_and_images(phases):
       tags.update(v.tag for v in event.summary.value)
   assert {'train/loss', 'train/lr_deblur', 'train/lr_sr', 'val/psnr', 'val/ssim',
           'steps_per_sec'} <= tags
-  assert any(t.startswith('val/0_kodim04') for t in tags)  # input | output | target
+  assert any(t.startswith('val/0_chelsea') for t in tags)  # input | output | target
 
 
 # -- resume, crashes, NaN ---------------------------------------------------------
@@ -206,9 +208,9 @@ class _Interrupt:
 
 def test_interrupted_and_resumed_equals_straight(photos, tmp_path):
   config = _config(photos, 'joint', checkpoint_every=100, eval_every=100)
-  straight = train_lib.train_and_evaluate(config, tmp_path / 'straight')
+  straight = loop.train_and_evaluate(config, tmp_path / 'straight')
   with pytest.raises(KeyboardInterrupt):
-    train_lib.train_and_evaluate(config, tmp_path / 'resumed', batches=_Interrupt(config, 2))
+    loop.train_and_evaluate(config, tmp_path / 'resumed', batches=_Interrupt(config, 2))
   ckpts = tmp_path / 'resumed' / 'checkpoints'
   assert ocp.utils.checkpoint_steps(ckpts) == [2]  # saved on the way out
   # A save killed halfway leaves a temporary directory: it must not be taken for a checkpoint.
@@ -217,7 +219,7 @@ def test_interrupted_and_resumed_equals_straight(photos, tmp_path):
   # Resuming takes everything from the checkpoint: where the phase started is not read again.
   config_now = config.copy_and_resolve_references()
   config_now.init_from = str(tmp_path / 'deleted_since')
-  resumed = train_lib.train_and_evaluate(config_now, tmp_path / 'resumed')
+  resumed = loop.train_and_evaluate(config_now, tmp_path / 'resumed')
   assert int(resumed.state.step) == int(straight.state.step) == 4
   assert not _changed(_flat(straight.state.params), _flat(resumed.state.params))
   assert not _changed(_flat(straight.state.opt_state), _flat(resumed.state.opt_state))
@@ -227,10 +229,10 @@ def test_interrupted_and_resumed_equals_straight(photos, tmp_path):
 
 def test_resume_refuses_another_run(photos, tmp_path):
   config = _config(photos, 'deblur', data={'val_count': 0})
-  train_lib.train_and_evaluate(config, tmp_path)
+  loop.train_and_evaluate(config, tmp_path)
   other = _config(photos, 'deblur', seed=1)
-  with pytest.raises(train_lib.TrainingError, match='seed=0'):
-    train_lib.train_and_evaluate(other, tmp_path)
+  with pytest.raises(loop.TrainingError, match='seed=0'):
+    loop.train_and_evaluate(other, tmp_path)
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(photos, tmp_path):
@@ -245,8 +247,8 @@ def test_nan_loss_stops_with_last_good_checkpoint(photos, tmp_path):
         batch['blur_lr'][0, 0, 0, 0] = np.nan
       yield batch
 
-  with pytest.raises(train_lib.TrainingError, match=r'loss is nan at step 3.*checkpoints/2'):
-    train_lib.train_and_evaluate(config, tmp_path, batches=batches)
+  with pytest.raises(loop.TrainingError, match=r'loss is nan at step 3.*checkpoints/2'):
+    loop.train_and_evaluate(config, tmp_path, batches=batches)
   assert ocp.utils.checkpoint_steps(tmp_path / 'checkpoints') == [2]
   model = jdsr.load(tmp_path / 'checkpoints' / '2')
   assert all(np.isfinite(v).all() for v in _params(model).values())
@@ -258,7 +260,7 @@ _ONE_STEP = textwrap.dedent('''
     import sys, numpy as np, jax
     sys.path.insert(0, {root!r})
     from configs import tiny
-    from jdsr import train_lib
+    from jdsr.train import loop
     config = tiny.get_config()
     config.phase, config.batch_size, config.num_train_steps = 'sr', 3, 1
     config.microbatches = int(sys.argv[4])
@@ -268,7 +270,7 @@ _ONE_STEP = textwrap.dedent('''
       while True:
         yield {{k: rng.random((3, 16 * s, 16 * s, 3), np.float32)
                for k, s in (('blur_lr', 1), ('sharp_lr', 1), ('sharp_hr', 4))}}
-    result = train_lib.train_and_evaluate(config, sys.argv[1], batches=batches)
+    result = loop.train_and_evaluate(config, sys.argv[1], batches=batches)
     assert jax.device_count() == int(sys.argv[3]), jax.devices()
     leaves = jax.tree_util.tree_leaves_with_path(result.state.params)
     np.savez(sys.argv[2], **{{jax.tree_util.keystr(p): np.asarray(v) for p, v in leaves}})

@@ -1,4 +1,4 @@
-"""Videos (jdsr/video.py, through jdsr-restore): frames, size, rate, audio, broken files.
+"""Videos (jdsr/inference/video.py, through jdsr-restore): frames, size, rate, audio, broken files.
 
 Each test writes its own short clip with PyAV and restores it with the demo model
 (whose output, unlike a random tiny model's, depends on its input), at 112×72: the
@@ -19,7 +19,8 @@ import pytest
 from PIL import Image
 
 import jdsr
-from jdsr import restore_cli, video
+from jdsr.cli import restore as restore_cli
+from jdsr.inference import video
 
 
 def _frames(n: int, w: int, h: int) -> list[np.ndarray]:
@@ -132,7 +133,7 @@ def test_truncated_video_keeps_the_frames_restored_before(tmp_path, capsys):
   cut.write_bytes(data[:len(data) * 6 // 10])
   code, err = _cli(capsys, cut, '-o', tmp_path / 'cut_x4.mkv', '--codec', 'ffv1', '-q')
   assert code == 1
-  errors = [line for line in err.splitlines() if line.startswith('error:')]
+  errors = [line for line in err.splitlines() if line.startswith('jdsr-restore: error:')]
   assert len(errors) == 1 and 'cut.mkv' in errors[0] and 'truncated' in errors[0], err
   kept = _decode(tmp_path / 'cut_x4.mkv')
   decoded = _decode(cut)
@@ -163,7 +164,7 @@ def test_broken_files_are_one_line_errors(tmp_path, capsys):
               fps=5)
   code, err = _cli(capsys, tmp_path / 'in', '-o', tmp_path / 'out', '-q')
   assert code == 1
-  errors = [line for line in err.splitlines() if line.startswith('error:')]
+  errors = [line for line in err.splitlines() if line.startswith('jdsr-restore: error:')]
   assert len(errors) == 2 and 'Traceback' not in err, err
   assert any('garbage.mp4' in e for e in errors) and any('empty.mkv' in e for e in errors)
   assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['good.mkv']
@@ -174,5 +175,5 @@ def test_a_container_that_cannot_hold_the_audio(tmp_path):
   _write_clip(clip, _frames(2, 16, 8), codec='libx264', pix_fmt='yuv420p', fps=5, audio=True)
   model = jdsr.load(jdsr.DEMO_MODEL)
   with pytest.raises(video.VideoError, match='cannot hold the audio'):
-    video.restore_video(model, clip, tmp_path / 'out.webm', progress=False)
+    video.restore_video(model, clip, tmp_path / 'out.webm')
   assert not (tmp_path / 'out.webm').exists()

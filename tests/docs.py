@@ -1,0 +1,89 @@
+"""The code blocks of README.md and docs/*.md, and how the tests run them as a user would.
+
+A shell command whose comment says it needs what the repository cannot ship (REDS, the
+official weights, a GPU, a second process, a new virtual environment), is a benchmark, or
+starts a server, is documented but not run by the docs tests; ``ELSEWHERE`` names the
+commands other tests (or CI) run. Every other command runs as written, in a copy of the
+repository where the console scripts are the checkout's.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import re
+import shutil
+import sys
+import tomllib
+
+ROOT = pathlib.Path(__file__).parents[1]
+MARKER = re.compile(r'#.*\b(needs|benchmark|a server)\b')
+EXPORT_COMMAND = 'jdsr-export --out exported'
+ELSEWHERE = {
+    'bash scripts/test.sh': 'CI (.ci/run)',
+    'bash scripts/test.sh --fast': 'CI runs the whole suite, of which this is a part',
+    'bash scripts/demo.sh': 'tests/test_readme.py::test_demo_sh',
+    'bash benchmarks/gpu_check.sh --rehearse': '.ci/run',
+    'python eval.py': 'tests/test_readme.py::test_demo_sh (scripts/demo.sh runs it)',
+    EXPORT_COMMAND: 'tests/test_export.py',
+}
+SCRIPTS = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['scripts']
+FIRST_WORDS = ('python', 'bash', 'tensorboard', 'pip', *SCRIPTS)
+
+
+def blocks(doc: str | pathlib.Path) -> list[tuple[str, str]]:
+  """(language, text) of every fenced code block of a document (a path relative to ROOT)."""
+  text = (ROOT / doc).read_text()
+  return re.findall(r'^```(\w*)\n(.*?)^```', text, flags=re.S | re.M)
+
+
+def commands(doc: str | pathlib.Path) -> list[str]:
+  """The shell commands of a document, continuation lines joined."""
+  found = []
+  for lang, block in blocks(doc):
+    if lang in ('', 'bash', 'sh'):
+      found += [c.strip() for c in re.sub(r'\\\n\s*', ' ', block).splitlines() if c.strip()]
+  return found
+
+
+def bare(command: str) -> str:
+  """A command without its comment."""
+  return command.split(' #')[0].strip()
+
+
+def to_run(doc: str | pathlib.Path) -> list[str]:
+  """The commands of a document that the docs tests run."""
+  return [c for c in commands(doc) if not MARKER.search(c) and bare(c) not in ELSEWHERE]
+
+
+def python_blocks(doc: str | pathlib.Path) -> list[str]:
+  return [text for lang, text in blocks(doc) if lang == 'python']
+
+
+def export_loaders() -> list[str]:
+  """docs/export.md's Python blocks that load the export (run by tests/test_export.py)."""
+  return [text for text in python_blocks('docs/export.md') if "'exported/" in text]
+
+
+def repo_copy(root: pathlib.Path) -> pathlib.Path:
+  """A copy of the working tree under ``root``, to run commands in; returns its path."""
+  ignore = shutil.ignore_patterns('.git', '.venv', 'venv', 'runs', 'demo_output', 'restored',
+                                  '__pycache__', '.pytest_cache', '.whl', '.cache')
+  shutil.copytree(ROOT, root / 'jdsr', ignore=ignore)
+  return root / 'jdsr'
+
+
+def env(tmp: pathlib.Path) -> dict:
+  """The environment of a user with jdsr installed: `python` and the console scripts on PATH."""
+  bin_dir = tmp / 'bin'
+  bin_dir.mkdir(exist_ok=True)
+  wrapper = bin_dir / 'python'  # not a symlink: that would lose the virtual environment
+  wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+  wrapper.chmod(0o755)
+  for name, entry in SCRIPTS.items():  # what pip's wrapper does, with the checkout's jdsr
+    module, function = entry.split(':')
+    script = bin_dir / name
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -c "import sys; sys.argv[0] = '
+                      f"'{name}'; from {module} import {function}; {function}()\" \"$@\"\n")
+    script.chmod(0o755)
+  return dict(os.environ, PATH=f'{bin_dir}{os.pathsep}{os.environ["PATH"]}')
