@@ -58,7 +58,11 @@ def main(argv: list[str]) -> int:
     jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
                                num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
   # Imported after jax.distributed.initialize, which must come before any computation.
+  from jdsr import checkpoints
   from jdsr.train import loop
+
+  if FLAGS.distributed:
+    checkpoints.write_from_one_process()
 
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_quiet_orbax)

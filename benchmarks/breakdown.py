@@ -41,7 +41,7 @@ import jdsr
 from benchmarks.vs_pytorch import cpu
 from configs import phase3_joint
 from jdsr.train import compiling, phases
-from jdsr.nn import layers, winograd
+from jdsr.nn import layers, winograd, xla_options
 
 # Innermost scope first wins (a 1×1 conv inside an attention layer counts as a 1×1 conv).
 CATEGORIES = [
@@ -72,11 +72,12 @@ def build(what: str):
   config = phase3_joint.get_config()
   model = jdsr.build_model(config.model, 0)
   rng = np.random.default_rng(0)
+  options = xla_options.compiler_options() or None  # as jdsr.apply and train.py compile
   if what == 'forward':
     graphdef, state = nnx.split(model)
     fn = jax.jit(lambda s, x: nnx.merge(graphdef, s)(x)[1])
     args = [state, jax.device_put(rng.random((1, 176, 320, 3), np.float32))]
-    return fn.lower(*args).compile(), lambda c: c(*args).block_until_ready()
+    return fn.lower(*args).compile(options), lambda c: c(*args).block_until_ready()
   graphdef, params = nnx.split(model, nnx.Param)
   phase, tx = phases.get('joint'), phases.make_optimizer(config)
   fn = jax.jit(phases.make_train_step(graphdef, phase, tx, phases.use_remat(config.remat)))
@@ -84,7 +85,7 @@ def build(what: str):
           {'blur_lr': rng.random((3, 64, 64, 3), np.float32),
            'sharp_lr': rng.random((3, 64, 64, 3), np.float32),
            'sharp_hr': rng.random((3, 256, 256, 3), np.float32), 'weight': np.ones(3, np.float32)}]
-  return fn.lower(*args).compile(), lambda c: c(*args)[1]['loss'].block_until_ready()
+  return fn.lower(*args).compile(options), lambda c: c(*args)[1]['loss'].block_until_ready()
 
 
 def op_names(hlo_text: str) -> dict[str, str]:

@@ -23,6 +23,7 @@ from flax import nnx
 import jdsr
 from benchmarks.forward import machine, peak_rss_mb
 from configs import phase3_joint
+from jdsr import config as config_lib
 from jdsr.train import compiling, phases
 
 
@@ -35,9 +36,12 @@ def main() -> None:
   parser.add_argument('--remat', choices=['auto', 'on', 'off'], default=None,
                       help="rematerialise the scanned blocks (default: the config's, 'auto')")
   parser.add_argument('--conv_impl', default='auto', choices=['auto', 'winograd', 'xla'])
+  parser.add_argument('--model', default='paper', choices=tuple(config_lib.MODELS),
+                      help="the architecture (default: the paper's)")
   args = parser.parse_args()
 
   config = phase3_joint.get_config()
+  config.model = config_lib.MODELS[args.model]()
   config.phase = args.phase
   if args.remat is not None:
     config.remat = args.remat
@@ -69,8 +73,8 @@ def main() -> None:
     out['loss'].block_until_ready()
     times.append(time.perf_counter() - t)
   print(f'machine: {machine()}')
-  print(f'train step, phase {args.phase}, batch {n}, {s}x{s} LR, remat {remat}, '
-        f'conv {args.conv_impl}')
+  print(f'train step, {args.model} model, phase {args.phase}, batch {n}, {s}x{s} LR, '
+        f'remat {remat}, conv {args.conv_impl}')
   print(f'first step (trace + compile + run): {cold:.1f} s')
   print(f'step: median {statistics.median(times):.2f} s of {args.steps} '
         f'(min {min(times):.2f}, max {max(times):.2f}); {n / statistics.median(times):.2f} '

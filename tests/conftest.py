@@ -33,6 +33,8 @@ def golden_pth(tmp_path_factory):
 
 
 @pytest.fixture(scope='session')
-def golden_model(golden_pth):
+def golden_model():
+  """The paper's model with the golden weights (built without PyTorch)."""
   import jdsr
-  return jdsr.load(golden_pth)
+  from jdsr.checkpoints import pth
+  return pth.from_state_dict(reference.golden_state_dict(), jdsr.model_config())

@@ -57,12 +57,24 @@ def test_bf16_forward_of_the_default_model_is_within_40_db_of_fp32(golden_model)
   assert _psnr(fp32_sr, bf16_sr) >= 40.0
 
 
+def _default_model_convs():
+  config = jdsr.model_config(**{**jdsr.tiny_model_config(), 'n_feat': 16, 'sr_feat': 16})
+  return _convs(jdsr.build_model(config), jnp.zeros((1, 16, 16, 3), jnp.float32))
+
+
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason="'auto' picks Winograd on CPUs only")
 def test_fp32_wide_convolutions_take_the_winograd_path_on_cpu():
   """On CPU the default ('auto') float32 model computes its 16+-channel 3×3 convolutions by Winograd."""
-  config = jdsr.model_config(**{**jdsr.tiny_model_config(), 'n_feat': 16, 'sr_feat': 16})
-  convs = _convs(jdsr.build_model(config), jnp.zeros((1, 16, 16, 3), jnp.float32))
+  convs = _default_model_convs()
   # Only the image convolutions (3 channels in or out) stay XLA convolutions.
   assert convs and all(3 in (kernel.shape[2], kernel.shape[3]) for _, kernel in convs), convs
+
+
+@pytest.mark.skipif(jax.default_backend() == 'cpu', reason="'auto' picks Winograd on CPUs")
+def test_off_the_cpu_every_convolution_is_xla():
+  """On GPUs and TPUs the default ('auto') model takes XLA's convolutions, wide ones included."""
+  convs = _default_model_convs()
+  assert any(kernel.shape[2] >= 16 and kernel.shape[3] >= 16 for _, kernel in convs), convs
 
 
 def test_bf16_convolutions_take_bf16_operands_and_fp32_stays_fp32():

@@ -48,8 +48,9 @@ def test_dependencies_are_requirements_txt():
   assert '-r requirements.txt' in test_lines
   assert _requirements(project['optional-dependencies']['test']) == _requirements(test_lines)
   jax = next(r for r in runtime if r.startswith('jax>') or r.startswith('jax<'))
-  assert _requirements(project['optional-dependencies']['cuda12']) == {
-      jax.replace('jax', 'jax[cuda12]', 1)}
+  for cuda in ('cuda12', 'cuda13'):
+    assert _requirements(project['optional-dependencies'][cuda]) == {
+        jax.replace('jax', f'jax[{cuda}]', 1)}
   assert {r.split('>')[0] for r in _requirements(project['optional-dependencies']['torch'])} == {
       'torch'}
 

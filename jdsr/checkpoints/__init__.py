@@ -17,9 +17,10 @@ Anything else is a ``CheckpointError`` with a one-line message that names the
 path. So is a checkpoint that cannot be read or does not fit the config.
 
 With several processes, one process writes each checkpoint: the arrays are
-replicated, and orbax's replica-parallel writing (which would split each
-array's bytes among the processes holding a copy) is turned off here, so
-replica 0, on process 0, writes them all; process 0 also writes the metadata.
+replicated, and ``write_from_one_process`` (which ``train.py --distributed``
+calls) turns off orbax's replica-parallel writing, which would split each
+array's bytes among the processes holding a copy, so replica 0, on process 0,
+writes them all; process 0 also writes the metadata.
 """
 
 from __future__ import annotations
@@ -40,8 +41,18 @@ from jdsr.nn.model import JDSR, abstract_model
 
 PTH, CHECKPOINT, WORKDIR = 'pth', 'checkpoint', 'workdir'
 
-ocp.type_handlers.register_type_handler(  # one writer (see the module docstring)
-    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+
+
+def write_from_one_process() -> None:
+  """Make process 0 write every checkpoint's arrays (for runs of several processes).
+
+  The arrays are replicated; orbax's replica-parallel writing would split each
+  array's bytes among the processes that hold a copy. This replaces orbax's
+  handler for ``jax.Array`` process-wide, so ``train.py --distributed`` calls it
+  at start-up; importing jdsr changes nothing.
+  """
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 
 
 # -- what kind of path is this? ----------------------------------------------------

@@ -275,11 +275,15 @@ def params_to_state_dict(model: JDSR) -> 'OrderedDict[str, np.ndarray]':
 
 def load(path: str | os.PathLike, config: ml_collections.ConfigDict) -> JDSR:
   """A model of architecture ``config`` with the weights of an official ``.pth``."""
-  state_dict = read(path)
+  return from_state_dict(read(path), config, os.fspath(path))
+
+
+def from_state_dict(state_dict: dict[str, np.ndarray], config: ml_collections.ConfigDict,
+                    source: str = 'state dict') -> JDSR:
+  """A model of architecture ``config`` with an official state dict's weights (no PyTorch)."""
   model = abstract_model(config)
   flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-  params = state_dict_to_params(state_dict, config, {p: tuple(v.shape) for p, v in flat},
-                                os.fspath(path))
+  params = state_dict_to_params(state_dict, config, {p: tuple(v.shape) for p, v in flat}, source)
   nnx.update(model, nnx.from_flat_state(
       [(p, v.replace(jax.numpy.asarray(params[p]))) for p, v in flat]))
   return model

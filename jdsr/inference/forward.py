@@ -12,9 +12,8 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from flax import nnx
 
-from jdsr.nn import layers
+from jdsr.nn import layers, xla_options
 from jdsr.nn.model import JDSR
 
 Array = jax.Array
@@ -36,15 +35,24 @@ def first_call(model: JDSR, shape: tuple[int, ...], tlsc: layers.TLSC | None,
   return True
 
 
-@functools.partial(nnx.jit, static_argnames='tlsc', graph=False)
 def apply(model: JDSR, x: jax.Array, tlsc: layers.TLSC | None = None
           ) -> tuple[list[jax.Array], jax.Array]:
   """``model(x, tlsc=tlsc)``, jit-compiled (once per input shape and TLSC setting).
 
-  Tree-mode ``nnx.jit``: the model goes in as a plain pytree of parameters and
-  nothing comes back but the images, which saves a copy of the weights per
-  call (250 MB less peak memory than graph mode for the default model).
+  The model goes in as a plain pytree of parameters and nothing comes back but
+  the images, which saves a copy of the weights per call (250 MB less peak
+  memory than graph-mode ``nnx.jit`` for the default model). Compiled with the
+  backend's options (``jdsr.nn.xla_options``).
   """
+  return _jitted(tuple(xla_options.compiler_options().items()))(model, x, tlsc)
+
+
+@functools.cache
+def _jitted(options: tuple[tuple[str, str], ...]):
+  return jax.jit(_forward, static_argnums=2, compiler_options=dict(options) or None)
+
+
+def _forward(model: JDSR, x: jax.Array, tlsc: layers.TLSC | None):
   return model(x, tlsc=tlsc)
 
 

@@ -15,6 +15,8 @@ import ctypes.util
 import functools
 from typing import Any, Callable
 
+from jdsr.nn import xla_options
+
 
 @functools.cache
 def _malloc_trim() -> Callable[[int], int] | None:
@@ -34,8 +36,9 @@ def release_free_memory() -> bool:
 def compile_on_first_call(jitted: Any) -> Callable:
   """``jitted`` (a ``jax.jit`` function), compiled for the arguments of its first call.
 
-  The first call lowers and compiles (through the persistent compilation
-  cache, when one is set), releases the compiler's freed memory, then runs;
+  The first call lowers and compiles (with the backend's options,
+  ``jdsr.nn.xla_options``, and through the persistent compilation cache when
+  one is set), releases the compiler's freed memory, then runs;
   later calls run the same executable, so they must have the same shapes,
   dtypes and shardings (a training loop's batches do).
   """
@@ -44,7 +47,7 @@ def compile_on_first_call(jitted: Any) -> Callable:
   def call(*args):
     nonlocal compiled
     if compiled is None:
-      compiled = jitted.lower(*args).compile()
+      compiled = jitted.lower(*args).compile(xla_options.compiler_options() or None)
       release_free_memory()
     return compiled(*args)
 

@@ -57,6 +57,7 @@ from jdsr.train import compiling, phases
 from jdsr.evaluation import metrics as image_metrics
 from jdsr.io import pixels
 from jdsr.data import sources
+from jdsr.nn import xla_options
 from jdsr.nn.model import JDSR, abstract_model, build_model
 
 
@@ -319,7 +320,8 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                              config.microbatches),
       in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
       donate_argnums=0))
-  predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x))
+  predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x),
+                       compiler_options=xla_options.compiler_options() or None)
   # The image goes in replicated, as the parameters are: one global array on every host.
   predict = lambda p, x: predict_fn(p, jax.device_put(x, replicated))
   if resuming:
