@@ -7,9 +7,13 @@ it with ``jdsr.data.reds_tfds.train_source`` (PNG tiles in ArrayRecord), and
 prints:
 
 * the prepared size against the PNG files it came from;
-* samples/s of ``jdsr.data.pipeline.train_batches`` for each phase (only the
-  images it uses, 64×64 LR crops), on 1 thread (per core) and on all cores,
-  beside the old way: whole frames decoded, then cropped.
+* samples/s of ``jdsr.data.pipeline.train_batches`` (grain) for each phase
+  (only the images it uses, 64×64 LR crops), on 1 thread (per core) and on all
+  cores, beside tf.data driving the very same per-example work
+  (``pipeline.element_fn`` in a parallel ``tf.data`` map, as the pipeline used
+  to), on 1 thread and on all cores.
+
+Needs TensorFlow (for preparing, and for the tf.data figures): ``jdsr[reds]``.
 
     python -m benchmarks.input_pipeline [--sequences 4] [--frames 15] [--seconds 8]
 """
@@ -25,7 +29,6 @@ import time
 
 os.environ['TF_CPP_MIN_LOG_LEVEL'] = '2'  # TensorFlow's start-up notices
 
-import numpy as np
 from PIL import Image, ImageFilter
 
 import tensorflow_datasets as tfds
@@ -67,35 +70,40 @@ def write_tree(root: pathlib.Path, sequences: int, frames: int) -> None:
         image.save(path)
 
 
-class WholeFrames:
-  """The old way: each sample decodes the whole PNG frames (all three), then crops."""
-
-  dtype = np.uint8
-
-  def __init__(self, root: pathlib.Path):
-    self.frames = reds.list_frames(root, 'train', with_sharp_lr=True)
-
-  def __len__(self) -> int:
-    return len(self.frames)
-
-  def load(self, index: int, epoch: int) -> dict:
-    frame = self.frames[index]
-    read = lambda p: np.asarray(Image.open(p).convert('RGB'))
-    return {'id': frame.id, 'blur_lr': read(frame.blur_lr), 'sharp_lr': read(frame.sharp_lr),
-            'sharp_hr': read(frame.sharp_hr)}
-
-
-def samples_per_s(source, keys, threads: int | None, seconds: float, batch: int = 8) -> float:
-  ds = pipeline.train_batches(source, batch_size=batch, seed=0, lr_size=64, keys=keys,
-                              threads=threads)
-  it = pipeline.as_numpy(ds)
+def _rate(batches, batch: int, seconds: float) -> float:
   for _ in range(3):  # warm up: threads started, buffers filled
-    next(it)
+    next(batches)
   count, start = 0, time.perf_counter()
   while time.perf_counter() - start < seconds:
-    next(it)
+    next(batches)
     count += batch
   return count / (time.perf_counter() - start)
+
+
+def grain_rate(source, keys, threads: int, seconds: float, batch: int = 8) -> float:
+  ds = pipeline.train_batches(source, batch_size=batch, seed=0, lr_size=64, keys=keys,
+                              threads=threads)
+  return _rate(iter(ds), batch, seconds)
+
+
+def tfdata_rate(source, keys, threads: int, seconds: float, batch: int = 8) -> float:
+  """The same elements through a parallel tf.data map (numpy_function) on ``threads`` threads."""
+  import tensorflow as tf
+
+  element = pipeline.element_fn(source, seed=0, batch_size=batch, lr_size=64, keys=keys)
+  keys = tuple(k for k in pipeline.IMAGE_KEYS if k in keys)
+
+  def load(t):
+    out = element(int(t))
+    return tuple(out[k] for k in keys)
+
+  ds = tf.data.Dataset.range(2**40).map(
+      lambda t: tf.numpy_function(load, [t], [tf.float32] * len(keys)),
+      num_parallel_calls=threads, deterministic=True).batch(batch).prefetch(2)
+  options = tf.data.Options()
+  options.threading.private_threadpool_size = threads
+  options.threading.max_intra_op_parallelism = 1
+  return _rate(ds.with_options(options).as_numpy_iterator(), batch, seconds)
 
 
 def size(path: pathlib.Path) -> int:
@@ -129,16 +137,16 @@ def main() -> None:
           f'({prepared / n * 1e3:.0f} ms a frame on {cores} cores)')
     print(f'# prepared size: {stored / 2**20:.1f} MiB for {pngs / 2**20:.1f} MiB of PNG frames '
           f'({stored / pngs:.2f}x)')
-    print('| phase | images | tiles, 1 thread (per core) | tiles, all cores | per core | '
-          'whole frames, 1 thread |')
-    print('|---|---|---|---|---|---|')
-    whole = WholeFrames(manual)
+    print(f'| phase | images | grain, 1 thread | grain, {cores} threads | grain, per core | '
+          f'tf.data, 1 thread | tf.data, {cores} threads |')
+    print('|---|---|---|---|---|---|---|')
     for phase, keys in PHASE_KEYS.items():
-      one = samples_per_s(source, keys, 1, args.seconds)
-      every = samples_per_s(source, keys, None, args.seconds)
-      old = samples_per_s(whole, keys, 1, args.seconds)
-      print(f'| {phase} | {", ".join(keys)} | {one:.0f}/s | {every:.0f}/s | {every / cores:.0f}/s | '
-            f'{old:.0f}/s |', flush=True)
+      one = grain_rate(source, keys, 1, args.seconds)
+      every = grain_rate(source, keys, cores, args.seconds)
+      tf_one = tfdata_rate(source, keys, 1, args.seconds)
+      tf_every = tfdata_rate(source, keys, cores, args.seconds)
+      print(f'| {phase} | {", ".join(keys)} | {one:.0f}/s | {every:.0f}/s | {every / cores:.0f}/s '
+            f'| {tf_one:.0f}/s | {tf_every:.0f}/s |', flush=True)
 
 
 if __name__ == '__main__':

@@ -38,6 +38,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data = ml_collections.ConfigDict()
   config.data.source = 'reds'  # 'reds' or 'photos'
   config.data.lr_size = 64  # LR training crop (the HR crop is scale× it)
+  # Loading: threads per process (None: one per core) and extra worker processes (0: none).
+  config.data.threads = ml_collections.FieldReference(None, field_type=int)
+  config.data.workers = 0
   config.data.reds_manual_dir = ''  # extracted zips
   config.data.reds_data_dir = ''  # prepared tfds
   config.data.val_split = 'val300'  # REDS: 'val300' or 'val' (all 3,000 frames)

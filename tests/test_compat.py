@@ -22,6 +22,7 @@ import jdsr
 from benchmarks import gpu_packages
 from jdsr.inference import forward
 from jdsr.nn import xla_options
+from tests import procs
 
 ROOT = pathlib.Path(__file__).parents[1]
 PROJECT = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']
@@ -58,9 +59,7 @@ after = (os.environ.get('XLA_FLAGS'), ocp.type_handlers.get_type_handler(jax.Arr
 assert before == after, (before, after)
 '''
   env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
-  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
-  assert result.returncode == 0, result.stderr[-3000:]
+  procs.python(code, env=env)
 
 
 @pytest.mark.skipif(jax.default_backend() != 'cpu', reason='CPU tuning')

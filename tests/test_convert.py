@@ -14,6 +14,7 @@ import jdsr
 from jdsr import checkpoints
 from jdsr.checkpoints import pth
 from tests import reference
+from tests import procs
 
 ROOT = __import__('pathlib').Path(__file__).parents[1]
 
@@ -237,9 +238,7 @@ def test_building_running_and_training_never_import_the_pth_module():
   code = ('import sys, jdsr, jdsr.inference.restore, jdsr.evaluation.evaluate, jdsr.train.loop, jdsr.train.phases\n'
           "model = jdsr.load('jdsr/models/demo')\n"
           "assert 'jdsr.checkpoints.pth' not in sys.modules and 'torch' not in sys.modules, 'imported'\n")
-  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+  procs.python(code)
 
 
 def test_a_checkpoint_saved_across_devices_loads_on_one(tmp_path):
@@ -263,10 +262,9 @@ def test_a_checkpoint_saved_across_devices_loads_on_one(tmp_path):
 def test_the_model_the_step_and_restoring_never_import_tensorflow():
   """What benchmarks/gpu_check.sh runs on a GPU machine, where TensorFlow is too large to carry."""
   code = ('import sys, jax, numpy as np, jdsr, jdsr.inference.restore, jdsr.train.phases, jdsr.checkpoints\n'
+          'import jdsr.train.loop, jdsr.data.pipeline, jdsr.data.reds_tfds, jdsr.data.sources\n'
           'from configs import phase3_joint\n'
           "model = jdsr.load('jdsr/models/demo')\n"
           'jdsr.inference.restore.restore(model, np.zeros((16, 16, 3), np.float32))\n'
           "assert 'tensorflow' not in sys.modules, 'imported'\n")
-  result = subprocess.run([sys.executable, '-c', code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600)
-  assert result.returncode == 0, result.stderr[-2000:]
+  procs.python(code)

@@ -43,7 +43,13 @@ def _requirements(lines) -> set[str]:
 def test_dependencies_are_requirements_txt():
   project = PYPROJECT['project']
   runtime = _requirements((ROOT / 'requirements.txt').read_text().splitlines())
-  assert _requirements(project['dependencies']) == runtime
+  extras = project['optional-dependencies']
+  assert _requirements(project['dependencies']) | _requirements(extras['reds']) | _requirements(
+      extras['export']) == runtime
+  # The core install has no TensorFlow; [reds] and [export] bring it.
+  assert not any(r.startswith('tensorflow-cpu') for r in project['dependencies'])
+  assert _requirements(extras['reds']) == _requirements(extras['export']) == {
+      r for r in runtime if r.startswith('tensorflow-cpu')}
   test_lines = (ROOT / 'requirements-test.txt').read_text().splitlines()
   assert '-r requirements.txt' in test_lines
   assert _requirements(project['optional-dependencies']['test']) == _requirements(test_lines)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
-import tensorflow as tf
+from tensorboard.backend.event_processing import event_file_loader
 from flax import nnx
 
 import jdsr
@@ -177,8 +177,7 @@ def test_run_writes_checkpoints_metrics_and_images(phases):
   assert 0 < result.scalars['val/psnr'] < 60
   tags = set()
   for path in result.workdir.glob('events.out.tfevents.*'):
-    for record in tf.data.TFRecordDataset(str(path)):
-      event = tf.compat.v1.Event.FromString(record.numpy())
+    for event in event_file_loader.EventFileLoader(str(path)).Load():
       tags.update(v.tag for v in event.summary.value)
   assert {'train/loss', 'train/lr_deblur', 'train/lr_sr', 'val/psnr', 'val/ssim',
           'steps_per_sec'} <= tags

@@ -91,7 +91,11 @@ def save_saved_model(model: JDSR, path: str | os.PathLike, *,
                      tlsc: layers.TLSC | None = layers.TLSC(),
                      platforms: Sequence[str] = DEFAULT_PLATFORMS) -> None:
   """Writes the forward pass as a TensorFlow SavedModel (jax2tf, native serialization)."""
-  import tensorflow as tf
+  try:
+    import tensorflow as tf
+  except ImportError:
+    raise ValueError("the SavedModel needs TensorFlow: pip install 'jdsr[export]' (or pass "
+                     '--no_saved_model for the jax.export program alone)') from None
   from jax.experimental import jax2tf
 
   forward, weights = forward_fn(for_platforms(model, platforms), tlsc)

@@ -1,4 +1,4 @@
-"""The tf.data input pipeline for training: aligned random crops, dihedral augmentation, batches.
+"""The training input pipeline: aligned random crops, dihedral augmentation, batches (grain).
 
 A training example is a dict of three images of one scene, H×W×3, uint8 or
 float in [0, 1]: 'blur_lr' (the blurry LR input), 'sharp_lr' (the phase-1
@@ -8,24 +8,27 @@ crops decode only the tiles they cover), ``SequenceSource`` over any sequence of
 examples (a list in memory), or ``PhotoSource`` over a folder of sharp photos
 degraded on the fly.
 
-* ``shard_order``: which (epoch, index) this host loads next: a new seeded
-  permutation every epoch, this host's blocks of each global batch (the same
-  global batches on any number of hosts), from any position on.
-* ``crop_and_augment``: a lr_size² LR crop at a random (h, w), the HR crop at
+The pipeline is a ``grain.MapDataset`` over this host's element positions, so
+every batch is a pure function of its position; nothing in it needs TensorFlow.
+
+* ``HostOrder``: which (epoch, index) this host's t-th element is: every epoch
+  visits the examples in a new permutation seeded by (seed, epoch), the order
+  is cut into global batches, and each host takes its block of each (the same
+  global batches on any number of hosts).
+* ``crop_and_augment``: a lr_size² LR crop at ``crop_origin``, the HR crop at
   (scale·h, scale·w) and the same crop of the sharp LR, then one of the 8
   dihedral transforms (bit 0 flip W, bit 1 flip H, bit 2 transpose, as
-  ``jdsr.inference.forward.dihedral``) on all three; cropped first, then float32 in
-  [0, 1]. Stateless: the same seed gives the same crop and transform.
+  ``jdsr.inference.forward.dihedral``) on all three; cropped first, then float32
+  in [0, 1]. The crop and the transform come from ``draws(seed, j)``, j the
+  element's global position.
 * ``train_batches``: load in that order only the images the phase uses, crop
-  and augment (seed from (seed, global element index)), in parallel, batch,
-  prefetch. A pure function of its arguments, so a resumed run asks for
-  ``start=`` the elements it has consumed and gets the very batches it would
-  have had: nothing is read to skip the rest.
-* ``as_numpy``: the batches as dicts of NumPy arrays, for JAX.
+  and augment, batch, on ``threads`` threads (and ``workers`` processes). Its
+  iterator's state (``get_state``/``set_state``) is the number of batches
+  consumed: a resumed run sets it and gets the very batches it would have had,
+  reading nothing it skips.
 
-Images smaller than one crop are an error, not skipped: ``crop_and_augment``
-raises ``tf.errors.InvalidArgumentError`` when the dataset is iterated (or
-``ValueError`` when the too-small size is known statically).
+Images smaller than one crop, or of mismatched sizes, are a ValueError naming
+the example, raised when that example is loaded.
 """
 
 from __future__ import annotations
@@ -33,38 +36,33 @@ from __future__ import annotations
 import os
 from typing import Callable, Iterator, Protocol, Sequence
 
+import grain
 import numpy as np
-import tensorflow as tf
 
 from jdsr.io import imagefile, pixels
 
 IMAGE_KEYS = ('blur_lr', 'sharp_lr', 'sharp_hr')
+_DRAW_MAX = 2**31 - 1  # crop draws are in [0, _DRAW_MAX)
 
 Degrader = Callable[..., tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def _to_float(image: tf.Tensor) -> tf.Tensor:
-  """The tf.data twin of ``jdsr.io.pixels.to_float``: uint8 / 255, uint16 / 65535, float cast."""
-  image = tf.convert_to_tensor(image)
-  if image.dtype in (tf.uint8, tf.uint16):
-    return tf.cast(image, tf.float32) / (255.0 if image.dtype == tf.uint8 else 65535.0)
-  if image.dtype.is_floating:
-    return tf.cast(image, tf.float32)
-  raise TypeError(f'images must be uint8, uint16 or float in [0, 1], got {image.dtype.name}')
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+  """The k-th of the 8 dihedral transforms of an H×W×C image (bit 0: flip W, bit 1: flip H, bit 2: transpose)."""
+  if k & 1:
+    image = image[:, ::-1]
+  if k & 2:
+    image = image[::-1]
+  if k & 4:
+    image = image.transpose(1, 0, 2)
+  return image
 
 
-def _check_static(name: str, shape: tf.TensorShape, size: int) -> None:
-  """ValueError if a statically known height or width is smaller than `size`."""
-  for dim in shape[:2]:
-    if dim is not None and dim < size:
-      raise ValueError(f'{name} of shape {shape} is smaller than the {size}×{size} crop')
-
-
-def dihedral(image: tf.Tensor, k: tf.Tensor) -> tf.Tensor:
-  """The k-th of the 8 dihedral transforms of a square H×W×C image (bit 0: flip W, bit 1: flip H, bit 2: transpose)."""
-  image = tf.cond(k % 2 == 1, lambda: tf.reverse(image, [1]), lambda: image)
-  image = tf.cond((k // 2) % 2 == 1, lambda: tf.reverse(image, [0]), lambda: image)
-  return tf.cond(k >= 4, lambda: tf.transpose(image, [1, 0, 2]), lambda: image)
+def draws(seed: int, j: int) -> tuple[int, int, int]:
+  """Element j's crop draws (two ints in [0, 2**31 - 1)) and dihedral transform (0 to 7)."""
+  rng = np.random.default_rng([seed, j])
+  h, w = rng.integers(0, _DRAW_MAX, size=2)
+  return int(h), int(w), int(rng.integers(0, 8))
 
 
 def crop_origin(draws: tuple[int, int], lr_shape: tuple[int, int], size: int,
@@ -82,71 +80,56 @@ def crop_origin(draws: tuple[int, int], lr_shape: tuple[int, int], size: int,
   return int(draws[0]) % (h - size + 1), int(draws[1]) % (w - size + 1)
 
 
-def _draws(seed: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-  """The crop's two draws (int32 in [0, 2**31 - 1)) and the dihedral transform k (0 to 7) of ``seed``."""
-  h_seed, w_seed, k_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-  draw = lambda s: tf.random.stateless_uniform([], s, 0, 2**31 - 1, dtype=tf.int32)
-  k = tf.random.stateless_uniform([], k_seed, 0, 8, dtype=tf.int32)
-  return draw(h_seed), draw(w_seed), k
+def _to_float(image: np.ndarray, name: str) -> np.ndarray:
+  if image.dtype not in (np.uint8, np.uint16) and not np.issubdtype(image.dtype, np.floating):
+    raise TypeError(f'{name}: images must be uint8, uint16 or float in [0, 1], got {image.dtype}')
+  return pixels.to_float(image)
 
 
-def _finish(crops: dict, k: tf.Tensor, lr_size: int, scale: int) -> dict:
+def _finish(crops: dict, k: int, lr_size: int, scale: int) -> dict:
   """The dihedral transform k of each image crop, then float32 in [0, 1]: crop first, convert after."""
   out = dict(crops)
+  name = _text(crops.get('id', 'an example'))
   for key in IMAGE_KEYS:
     if key in out:
       size = lr_size * scale if key == 'sharp_hr' else lr_size
-      out[key] = tf.ensure_shape(_to_float(dihedral(out[key], k)), [size, size, 3])
+      image = _to_float(dihedral(np.asarray(out[key]), k), name)
+      if image.shape != (size, size, 3):
+        raise ValueError(f'{name}: the {key} crop is {image.shape}, expected ({size}, {size}, 3)')
+      out[key] = np.ascontiguousarray(image)
   return out
 
 
-def crop_and_augment(example: dict, seed: tf.Tensor, lr_size: int = 64, scale: int = 4) -> dict:
+def crop_and_augment(example: dict, drawn: tuple[int, int, int], lr_size: int = 64,
+                     scale: int = 4) -> dict:
   """Aligned random crops of 'blur_lr', 'sharp_lr' (lr_size²) and 'sharp_hr' ((scale·lr_size)²), one dihedral transform.
 
-  ``seed``: shape [2] integer, for the stateless random ops. The crop's top-left
-  corner is uniform over every LR position that fits (``crop_origin``); the HR
-  crop is at scale× that corner. 'blur_lr' is required, the other two are
-  cropped if present. The images may be uint8, uint16 (converted as
-  ``jdsr.io.pixels.to_float`` does) or float; they are cropped first and returned
-  as float32 in [0, 1]; other keys (such as 'id') pass through. An image smaller
-  than its crop, or an HR image that is not scale× the LR, is an error (see the
-  module docstring).
+  ``drawn``: ``draws(seed, j)``, the crop's two draws and the transform. The
+  crop's top-left corner is uniform over every LR position that fits
+  (``crop_origin``); the HR crop is at scale× that corner. 'blur_lr' is
+  required, the other two are cropped if present. The images may be uint8,
+  uint16 (converted as ``jdsr.io.pixels.to_float`` does) or float; they are
+  cropped first and returned as float32 in [0, 1]; other keys (such as 'id')
+  pass through. An image smaller than its crop, or of the wrong size for its
+  blur LR, is a ValueError naming the example.
   """
-  hr_size = lr_size * scale
+  name = _text(example.get('id', 'an example'))
   keys = [key for key in IMAGE_KEYS if key in example]
-  images = {key: tf.convert_to_tensor(example[key]) for key in keys}
-  for key in keys:
-    _check_static(key, images[key].shape, hr_size if key == 'sharp_hr' else lr_size)
-
-  lr_shape = tf.shape(images['blur_lr'])[:2]
-  name = example.get('id', tf.constant('an example'))
-
-  def check(condition, problem: str) -> tf.Operation:
-    # The message names the example: a training run's data error says which file it is.
-    # (ASCII only: TF shows other characters of an eager assertion as escaped bytes.)
-    message = tf.strings.format('{}: ' + problem, [name, lr_shape], summarize=-1)
-    return tf.debugging.Assert(tf.reduce_all(condition), [message])
-
-  checks = [check(lr_shape >= lr_size, f'the LR image (H W {{}}) is smaller than the {lr_size}x{lr_size} '
-                  'crop (config.data.lr_size)')]
-  if 'sharp_lr' in images:
-    checks.append(check(tf.shape(images['sharp_lr'])[:2] == lr_shape,
-                        'sharp_lr and blur_lr (H W {}) differ in size'))
-  if 'sharp_hr' in images:
-    checks.append(check(tf.shape(images['sharp_hr'])[:2] == lr_shape * scale,
-                        f'sharp_hr is not {scale}x the LR size (H W {{}})'))
-  with tf.control_dependencies(checks):
-    draw_h, draw_w, k = _draws(seed)
-    h = draw_h % (lr_shape[0] - lr_size + 1)
-    w = draw_w % (lr_shape[1] - lr_size + 1)
-
+  images = {key: np.asarray(example[key]) for key in keys}
+  lr_shape = images['blur_lr'].shape[:2]
+  if 'sharp_lr' in images and images['sharp_lr'].shape[:2] != lr_shape:
+    raise ValueError(f'{name}: sharp_lr and blur_lr (H W {list(lr_shape)}) differ in size')
+  if 'sharp_hr' in images and images['sharp_hr'].shape[:2] != tuple(scale * n for n in lr_shape):
+    raise ValueError(f'{name}: sharp_hr is not {scale}x the LR size (H W {list(lr_shape)})')
+  h, w = crop_origin(drawn[:2], lr_shape, lr_size, name)
   out = dict(example)
   for key in keys:
     if key == 'sharp_hr':
-      out[key] = images[key][scale * h:scale * h + hr_size, scale * w:scale * w + hr_size]
+      hr = scale * lr_size
+      out[key] = images[key][scale * h:scale * h + hr, scale * w:scale * w + hr]
     else:
       out[key] = images[key][h:h + lr_size, w:w + lr_size]
-  return _finish(out, k, lr_size, scale)
+  return _finish(out, drawn[2], lr_size, scale)
 
 
 def photo_seed(seed: int, epoch: int, index: int) -> int:
@@ -226,145 +209,129 @@ class PhotoSource:
             'id': self.paths[index].name}
 
 
+def _text(name) -> str:
+  return name.decode(errors='replace') if isinstance(name, bytes) else str(name)
+
+
 def _name(example: dict, index) -> bytes:
   name = example.get('id', str(int(index)))
   return name if isinstance(name, bytes) else str(name).encode()
 
 
-def examples(source: Source, order: tf.data.Dataset, keys: Sequence[str] = IMAGE_KEYS
-             ) -> tf.data.Dataset:
-  """``source.load`` mapped over a dataset of (epoch, index) pairs: dicts of the images ``keys`` and 'id'.
+def load(source: Source, index: int, epoch: int, keys: Sequence[str] = IMAGE_KEYS) -> dict:
+  """``source.load``'s images ``keys`` (in the source's dtype) and 'id' as bytes."""
+  example = source.load(int(index), int(epoch))
+  name = _name(example, index)
+  images = {key: np.asarray(example[key]) for key in keys}
+  if np.dtype(source.dtype) == np.uint8:
+    if any(image.dtype != np.uint8 for image in images.values()):
+      raise TypeError(f'{name.decode(errors="replace")}: the source\'s images are uint8, this '
+                      f'example has {", ".join(str(i.dtype) for i in images.values())}')
+  else:
+    images = {key: pixels.to_float(image) for key, image in images.items()}
+  return {**images, 'id': name}
 
-  The images keep the source's ``dtype`` (uint8 or float32): convert after cropping.
+
+class HostOrder:
+  """This host's t-th element: its global position j and the example (epoch, index) there.
+
+  Every host walks one global order: each epoch visits ``range(size)`` in a new
+  permutation seeded by (seed, epoch), one epoch after the other. The order is
+  cut into global batches of ``batch_size`` × host count, and host (i, n) takes
+  the i-th block of ``batch_size`` of each. So a global batch is the same on
+  any number of hosts (the hosts' blocks in process order), and element j
+  depends on nothing but (size, seed, j).
   """
-  return order.map(_loader(source, keys), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+  def __init__(self, size: int, seed: int, batch_size: int = 1, shard: tuple[int, int] = (0, 1)):
+    index, count = shard
+    if not 0 <= index < count:
+      raise ValueError(f'shard index must be in [0, {count}), got {index}')
+    if size < 1:
+      raise ValueError('there are no examples to train on')
+    self.size, self.seed, self.batch_size, self.shard = size, seed, batch_size, shard
+    self._permutations: dict[int, np.ndarray] = {}
+
+  def position(self, t: int) -> int:
+    """The global position j of this host's t-th element."""
+    b, (index, count) = self.batch_size, self.shard
+    return (t // b) * b * count + index * b + t % b
+
+  def count(self, epochs: int) -> int:
+    """How many of the first ``epochs`` epochs' elements are this host's."""
+    total, (index, count), b = epochs * self.size, self.shard, self.batch_size
+    full, rest = divmod(total, b * count)
+    return full * b + min(max(rest - index * b, 0), b)
+
+  def __call__(self, j: int) -> tuple[int, int]:
+    """(epoch, index) of global position j."""
+    epoch, i = divmod(int(j), self.size)
+    if epoch not in self._permutations:
+      if len(self._permutations) > 4:
+        self._permutations.clear()
+      self._permutations[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+    return epoch, int(self._permutations[epoch][i])
 
 
-def _loader(source: Source, keys: Sequence[str]) -> Callable[[tf.Tensor, tf.Tensor], dict]:
-  """(epoch, index) -> ``source.load``'s images ``keys`` and 'id', in the source's dtype."""
-  dtype = np.dtype(source.dtype)
+def element_fn(source: Source, *, seed: int, batch_size: int, shard: tuple[int, int] = (0, 1),
+               lr_size: int = 64, scale: int = 4, keys: Sequence[str] = IMAGE_KEYS
+               ) -> Callable[[int], dict]:
+  """This host's t-th training element, augmented: what ``train_batches`` maps over t."""
+  keys = tuple(key for key in IMAGE_KEYS if key in keys)
+  if 'blur_lr' not in keys:
+    raise ValueError(f"keys must include 'blur_lr', got {keys}")
+  order = HostOrder(len(source), seed, batch_size, shard)
+  cropped = hasattr(source, 'load_crop')
 
-  def load(epoch: np.int64, index: np.int64) -> tuple[np.ndarray, ...]:
-    example = source.load(int(index), int(epoch))
-    name = _name(example, index)
-    images = [np.asarray(example[key]) for key in keys]
-    if dtype == np.uint8:
-      if any(image.dtype != np.uint8 for image in images):
-        raise TypeError(f'{name.decode(errors="replace")}: the source\'s images are uint8, this '
-                        f'example has {", ".join(str(i.dtype) for i in images)}')
-    else:
-      images = [pixels.to_float(image) for image in images]
-    return (*images, name)
+  def element(t: int) -> dict:
+    j = order.position(t)
+    epoch, index = order(j)
+    drawn = draws(seed, j)
+    if cropped:
+      example = source.load_crop(index, epoch, drawn[:2], lr_size, keys, scale)
+      return _finish({**example, 'id': _name(example, index)}, drawn[2], lr_size, scale)
+    return crop_and_augment(load(source, index, epoch, keys), drawn, lr_size, scale)
 
-  def to_dict(epoch: tf.Tensor, index: tf.Tensor) -> dict:
-    *images, name = tf.numpy_function(load, [epoch, index], [tf.as_dtype(dtype)] * len(keys)
-                                      + [tf.string], stateful=False)
-    out = {key: tf.ensure_shape(image, [None, None, 3]) for key, image in zip(keys, images)}
-    out['id'] = tf.ensure_shape(name, [])
-    return out
-
-  return to_dict
-
-
-def _crops(source: Source, keys: Sequence[str], lr_size: int, scale: int
-           ) -> Callable[[tf.Tensor, tuple, tf.Tensor], dict]:
-  """(j, (epoch, index), seed) -> the augmented crops of ``source.load_crop``: ``crop_and_augment``'s crop."""
-
-  def load(epoch: np.int64, index: np.int64, draw_h: np.int32, draw_w: np.int32):
-    example = source.load_crop(int(index), int(epoch), (int(draw_h), int(draw_w)), lr_size, keys,
-                               scale)
-    return (*(example[key] for key in keys), _name(example, index))
-
-  def crop(j: tf.Tensor, order: tuple, seed: tf.Tensor) -> dict:
-    del j
-    epoch, index = order
-    draw_h, draw_w, k = _draws(seed)
-    *images, name = tf.numpy_function(load, [epoch, index, draw_h, draw_w],
-                                      [tf.uint8] * len(keys) + [tf.string], stateful=False)
-    out = {key: image for key, image in zip(keys, images)}
-    out['id'] = tf.ensure_shape(name, [])
-    return _finish(out, k, lr_size, scale)
-
-  return crop
-
-
-def shard_order(size: int, *, seed: int, batch_size: int = 1, shard: tuple[int, int] = (0, 1),
-                start: int = 0, epochs: int | None = None) -> tf.data.Dataset:
-  """(j, (epoch, index)): the examples this shard (host) loads, from its `start`-th on, and their global position j.
-
-  Every shard walks one global order: each epoch visits ``range(size)`` in a
-  new permutation seeded by (seed, epoch), one epoch after the other. The
-  order is cut into global batches of ``batch_size`` × shard count, and shard
-  (i, n) takes the i-th block of ``batch_size`` of each. So a global batch is
-  the same on any number of hosts (the hosts' blocks in process order), and
-  element j depends on nothing but (size, seed, j): resuming at ``start`` =
-  elements this shard has consumed loads nothing before it. ``epochs``: None
-  for endless.
-  """
-  index, count = shard
-  if not 0 <= index < count:
-    raise ValueError(f'shard index must be in [0, {count}), got {index}')
-  if size < 1:
-    raise ValueError('there are no examples to train on')
-  first = (start // batch_size) * batch_size * count + index * batch_size + start % batch_size
-  first_epoch, offset = divmod(first, size)
-  last = np.iinfo(np.int64).max if epochs is None else epochs
-
-  def epoch_order(epoch: tf.Tensor) -> tf.data.Dataset:
-    epoch_seed = tf.cast(seed, tf.int64) * 1_000_003 + epoch
-    perm = tf.data.Dataset.range(size).shuffle(size, seed=epoch_seed,
-                                               reshuffle_each_iteration=False)
-    return perm.map(lambda i: (epoch, i))
-
-  order = tf.data.Dataset.range(first_epoch, last).flat_map(epoch_order).skip(offset)
-  order = order.enumerate(start=first)
-  if count > 1:
-    order = order.filter(lambda j, _: (j // batch_size) % count == index)
-  return order
+  return element
 
 
 def train_batches(source: Source, *, batch_size: int, seed: int, start: int = 0, lr_size: int = 64,
                   scale: int = 4, shard: tuple[int, int] = (0, 1), epochs: int | None = None,
-                  keys: Sequence[str] = IMAGE_KEYS, threads: int | None = None) -> tf.data.Dataset:
-  """Batches of aligned, augmented training crops: dicts of float32 N×H×W×3 (``keys``) and 'id'.
+                  keys: Sequence[str] = IMAGE_KEYS, threads: int | None = None,
+                  workers: int = 0) -> grain.IterDataset:
+  """Batches of aligned, augmented training crops: dicts of float32 N×H×W×3 (``keys``) and 'id' (bytes).
 
-  The examples come in ``shard_order``; the one at global position j is
-  cropped with seed fold_in([seed, 0], j). The same arguments give the same
-  batches, and ``train_batches(..., start=k·batch_size)`` gives exactly the
-  batches after the k-th: the data-iterator position of a resumed run.
+  The examples come in ``HostOrder``; the one at global position j is cropped
+  with ``draws(seed, j)``. The same arguments give the same batches, and
+  ``train_batches(..., start=k·batch_size)`` gives exactly the batches after
+  the k-th (as does setting the iterator's state to ``{'next_index': k}``).
   ``shard=(i, n)``: this host's ``batch_size`` of each global batch of
   n·``batch_size`` (the same global batches as one host with n·``batch_size``).
-  Incomplete batches are dropped.
+  Incomplete batches are dropped; ``epochs``: None for endless.
 
   ``keys``: the images a phase uses ('blur_lr' and its targets); a source with
   ``load_crop`` decodes only those, and only the crop of each, with the same
-  crops as ``load`` + ``crop_and_augment``. Loading runs in parallel on
-  ``threads`` threads (None: tf.data's own, on every core).
+  crops as ``load`` + ``crop_and_augment``. Examples load on ``threads``
+  threads (None: one per core; PNG decoding and NumPy release the interpreter
+  lock), and with ``workers`` > 0 in that many processes as well.
   """
-  keys = tuple(key for key in IMAGE_KEYS if key in keys)
-  if 'blur_lr' not in keys:
-    raise ValueError(f"keys must include 'blur_lr', got {keys}")
-  order = shard_order(len(source), seed=seed, batch_size=batch_size, shard=shard, start=start,
-                      epochs=epochs)
-  base = tf.constant([seed, 0], tf.int64)
-  seed_of = lambda j: tf.random.experimental.stateless_fold_in(base, j)
-  parallel = dict(num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-  if hasattr(source, 'load_crop'):
-    crop = _crops(source, keys, lr_size, scale)
-    ds = order.map(lambda j, o: crop(j, o, seed_of(j)), **parallel)
-  else:
-    load = _loader(source, keys)
-    ds = order.map(lambda j, o: crop_and_augment(load(*o), seed_of(j), lr_size, scale), **parallel)
-  ds = ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-  options = tf.data.Options()
-  options.deterministic = True
-  if threads is not None:
-    options.threading.private_threadpool_size = threads
-    options.threading.max_intra_op_parallelism = 1
-  return ds.with_options(options)
+  element = element_fn(source, seed=seed, batch_size=batch_size, shard=shard, lr_size=lr_size,
+                       scale=scale, keys=keys)
+  order = HostOrder(len(source), seed, batch_size, shard)
+  stop = np.iinfo(np.int64).max // 2 if epochs is None else order.count(epochs)
+  ds = grain.MapDataset.range(start, max(start, stop)).map(element)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  threads = threads or os.cpu_count() or 1
+  iterable = ds.to_iter_dataset(grain.ReadOptions(num_threads=threads,
+                                                  prefetch_buffer_size=2 * threads))
+  if workers:
+    from absl import flags
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags: their defaults here
+      flags.FLAGS.mark_as_parsed()
+    iterable = iterable.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iterable
 
 
-def as_numpy(dataset: tf.data.Dataset) -> Iterator[dict]:
-  """The elements of `dataset` as dicts of NumPy arrays (strings as bytes)."""
-  return dataset.as_numpy_iterator()
+def as_numpy(dataset) -> Iterator[dict]:
+  """An iterator over ``dataset``'s batches: dicts of NumPy arrays ('id': bytes)."""
+  return iter(dataset)

@@ -40,13 +40,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import importlib.util
 import itertools
 import logging
 import os
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_datasets as tfds
 from PIL import Image
 
@@ -221,6 +221,16 @@ def _builder(split: str, data_dir: reds.PathLike, file_format: str | None = None
 
 
 def _prepare(builder: Reds, manual_dir: reds.PathLike) -> None:
+  """Prepares the builder's dataset from ``manual_dir`` unless it is prepared already.
+
+  Preparing writes the examples with TensorFlow (``pip install 'jdsr[reds]'``);
+  reading a prepared dataset does not need it.
+  """
+  if builder.is_prepared():
+    return
+  if importlib.util.find_spec('tensorflow') is None:
+    raise reds.REDSError(f'{builder.data_dir}: REDS is not prepared there yet, and preparing it '
+                         "(once) needs TensorFlow: pip install 'jdsr[reds]'")
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
 
@@ -237,8 +247,8 @@ def train_source(manual_dir: reds.PathLike, data_dir: reds.PathLike) -> TrainSou
   return TrainSource(builder.as_data_source(split='train'))
 
 
-def load(split: str, manual_dir: reds.PathLike, data_dir: reds.PathLike) -> tf.data.Dataset:
-  """The REDS ``split`` ('validation' or 'val300') as a dict dataset, in id order.
+def load(split: str, manual_dir: reds.PathLike, data_dir: reds.PathLike):
+  """The REDS ``split`` ('validation' or 'val300') as a dict ``tf.data.Dataset``, in id order.
 
   Prepares ``reds/val`` into ``data_dir`` from ``manual_dir`` first if needed;
   once prepared, ``manual_dir`` is not read. (The training split is read

@@ -9,19 +9,21 @@ metrics, resuming.
 The state (parameters, Adam moments, step) lives replicated on a
 ``jax.sharding.Mesh`` with one axis, 'data'; every batch is sharded over it.
 Training is deterministic: the model has no randomness, and the data
-pipeline is a pure function of (config.seed, elements consumed), so the step
-number alone fixes the data-iterator position of a resumed run.
+pipeline (``jdsr.data.pipeline``, grain) is a pure function of (config.seed,
+batches consumed); a checkpoint saves the loader's state with the step, and a
+resumed run sets it and continues with the very batches it would have had.
 
 Files under ``workdir``:
 
 * ``checkpoints/<step>/``: orbax checkpoints (periodic and final) with
   ``params`` and ``model_config`` (so ``jdsr.load`` and ``eval.py
   --checkpoint`` read them), ``opt_state`` and ``train`` (step, seed, batch
-  size, data position). Written to a temporary directory and renamed when
+  size, the loader's state). Written to a temporary directory and renamed when
   complete, so a run killed while saving leaves the last complete checkpoint
   usable; training resumes from the latest.
 * ``best/<step>/``: the checkpoint with the best validation PSNR so far.
-* TensorBoard event files (``tensorboard --logdir workdir``): train loss,
+* TensorBoard event files (``tensorboard --logdir workdir``, written by
+  ``jdsr.train.writer`` without TensorFlow): train loss,
   learning rates, steps/s, validation PSNR/SSIM and image summaries
   (input | output | target).
 
@@ -36,7 +38,6 @@ import json
 import logging
 import os
 import pathlib
-import re
 import socket
 import time
 from typing import Any, Callable, Iterator
@@ -46,14 +47,13 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
-import tensorflow as tf
-from clu import metric_writers, metrics, periodic_actions
+from clu import metrics
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdsr import checkpoints, config as config_lib
 from jdsr.errors import one_line
-from jdsr.train import compiling, phases
+from jdsr.train import compiling, phases, writer as writer_lib
 from jdsr.evaluation import metrics as image_metrics
 from jdsr.io import pixels
 from jdsr.data import sources
@@ -147,19 +147,8 @@ def _next_batch(data: Iterator) -> Any:
   """The next batch; a data error (an unreadable file, an image too small) as one TrainingError."""
   try:
     return next(data)
-  except tf.errors.OpError as e:
-    raise TrainingError(f'data error: {_op_error_message(e)}') from None
-
-
-def _op_error_message(e: Exception) -> str:
-  """The useful line of a tf.data error: the Python exception inside it, or TF's own message."""
-  lines = [line.strip() for line in str(getattr(e, 'message', e)).splitlines() if line.strip()]
-  raised = [line for line in lines if re.match(r'^[\w.]+(Error|Exception): ', line)]
-  text = raised[-1].split(': ', 1)[1] if raised else (lines[0] if lines else type(e).__name__)
-  text = re.sub(r'^\{\{function_node [^}]*\}\}\s*', '', text)  # where in the graph: noise here
-  text = re.sub(r'\s*\[\[.*', '', text)
-  failed = re.fullmatch(r'assertion failed: \[(.*)\]', text)  # crop_and_augment's checks
-  return failed.group(1).replace('\\"', '') if failed else text
+  except (ValueError, TypeError, OSError) as e:
+    raise TrainingError(f'data error: {one_line(e)}') from None
 
 
 def _mesh() -> jax.sharding.Mesh:
@@ -246,8 +235,9 @@ def _alive(pid) -> bool:
 
 
 def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
-            config: ml_collections.ConfigDict, workdir: pathlib.Path) -> phases.TrainState:
-  """The state of the latest checkpoint, if it continues the run that ``config`` describes."""
+            config: ml_collections.ConfigDict, workdir: pathlib.Path
+            ) -> tuple[phases.TrainState, dict | None]:
+  """The state of the latest checkpoint and its loader state, if it continues ``config``'s run."""
   step = manager.latest_step()
   where = workdir / 'checkpoints' / str(step)
   try:
@@ -267,7 +257,8 @@ def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
     raise TrainingError(f'{where}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
   logging.info('Resuming from step %d', step)
   return phases.TrainState(step=jnp.asarray(saved.train['step'], jnp.int32),
-                           params=restored.params, opt_state=restored.opt_state)
+                           params=restored.params, opt_state=restored.opt_state
+                           ), saved.train.get('data_state')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -275,7 +266,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   """Train one phase into `workdir`, resuming from its latest checkpoint if there is one.
 
   ``batches(start)``: host-local batches from element `start` on (dicts of
-  NumPy 'blur_lr', 'sharp_lr', 'sharp_hr'); by default the tf.data pipeline
+  NumPy 'blur_lr', 'sharp_lr', 'sharp_hr'); by default the grain pipeline
   over ``jdsr.data.sources.train_source(config)``. While it runs, the run holds
   ``workdir/.lock`` (``workdir_lock``).
   """
@@ -305,8 +296,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       workdir / 'best', options=ocp.CheckpointManagerOptions(
           max_to_keep=1, create=True, best_fn=lambda m: m['val/psnr'], best_mode='max',
           cleanup_tmp_directories=True, multiprocessing_options=sync('best')))
+  # The loader's state is saved with each checkpoint (the batches this host has consumed), and
+  # data_position too (for inspection: elements read per host).
   train_info = lambda step: {'step': step, 'phase': phase.name, 'seed': config.seed,
-                             'batch_size': config.batch_size, 'data_position': step * per_host}
+                             'batch_size': config.batch_size, 'data_position': step * per_host,
+                             'data_state': _loader_state(loader, step)}
   resuming = manager.latest_step() is not None
   # A resumed run takes everything from its checkpoint: init_from is not read.
   model = abstract_model(config.model) if resuming else initial_model(config)
@@ -327,25 +321,28 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   if resuming:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                             jax.eval_shape(init, params))
-    state = _resume(manager, abstract, config, workdir)
+    state, saved_data_state = _resume(manager, abstract, config, workdir)
   else:
-    state = init(params)
+    state, saved_data_state = init(params), None
   start = int(state.step)
   val_items = sources.validation_set(config, ('blur_lr', phase.target))
 
   if batches is None:
     source = sources.train_source(config)
-    batches = lambda start: pipeline.as_numpy(pipeline.train_batches(
-        source, batch_size=per_host, seed=config.seed, start=start,
-        lr_size=config.data.lr_size, scale=config.model.scale,
-        shard=(jax.process_index(), jax.process_count()), keys=phase.batch_keys))
-  data = _on_device(batches(start * per_host), sharded, phase.batch_keys,
+    loader = iter(pipeline.train_batches(
+        source, batch_size=per_host, seed=config.seed, lr_size=config.data.lr_size,
+        scale=config.model.scale, shard=(jax.process_index(), jax.process_count()),
+        keys=phase.batch_keys, threads=config.data.threads, workers=config.data.workers))
+    loader.set_state(saved_data_state or {'next_index': start})
+  else:
+    loader = iter(batches(start * per_host))
+  data = _on_device(loader, sharded, phase.batch_keys,
                     jax.local_device_count() * config.microbatches)
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = writer_lib.Writer(workdir, enabled=jax.process_index() == 0)
   if start == 0:
     writer.write_hparams(_flat(config))
-  report = periodic_actions.ReportProgress(num_train_steps=config.num_train_steps, writer=writer)
+  report = writer_lib.Progress(config.num_train_steps, writer)
   schedules = {group: phases.learning_rates(config)[group] for group in phase.trained}
   train_metrics, scalars, step = None, {}, start
 
@@ -420,7 +417,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       save(int(state.step))
     raise
   finally:
-    data = None  # tear the input pipeline down now: at interpreter exit, tf.data can deadlock
+    data = None
     manager.wait_until_finished()
     best.wait_until_finished()
     manager.close()
@@ -428,6 +425,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     writer.close()
   model = nnx.merge(graphdef, jax.device_get(state.params))
   return Result(state=state, model=model, scalars=scalars, workdir=workdir)
+
+
+def _loader_state(loader, step: int) -> dict:
+  """The input pipeline's state after ``step`` batches: its own, or the batch count."""
+  return loader.get_state() if hasattr(loader, 'get_state') else {'next_index': step}
 
 
 def _flat(config: ml_collections.ConfigDict) -> dict[str, Any]:
