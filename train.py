@@ -9,7 +9,7 @@
 
 Running the same command again resumes from the latest checkpoint in
 --workdir. Any config field can be set with --config.FIELD=VALUE; see
-configs/default.py for all of them and jdsr/loop.py for what is written.
+configs/default.py for all of them and jdsr/train/loop.py for what is written.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging as std_logging
 import os
 import sys
+import threading
 
 # TensorFlow (the input pipeline) logs its own INFO and WARNING lines, among them the whole
 # Python traceback of a data error that this program reports in one line: keep its errors only
@@ -28,6 +29,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from jdsr import config as config_lib
+from jdsr.errors import one_line
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Training config file.',
                                           lock_config=True)
@@ -42,11 +44,40 @@ flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0 to
 config_lib.define_compilation_cache_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
+# Exit statuses besides 0 (done) and 1 (an error): stopped by SIGTERM or preemption after
+# saving a checkpoint (128 + 15), or by Ctrl-C (128 + 2). Either way, rerunning resumes.
+EXIT_TERMINATED, EXIT_INTERRUPTED = 143, 130
 
 
 def _quiet_orbax(record: std_logging.LogRecord) -> bool:
-  """Drop orbax's INFO chatter (a dozen lines per checkpoint); keep its warnings."""
-  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+  """Drop orbax's INFO chatter (a dozen lines per checkpoint); keep its warnings, one line each.
+
+  (A failed write, a full disk say, is logged by orbax with a traceback from its writer
+  thread; the loop reports it in one line when it waits for the write.)
+  """
+  if '/orbax/' not in record.pathname:
+    return True
+  if record.levelno < std_logging.WARNING:
+    return False
+  record.msg, record.args = one_line(record.getMessage()), ()
+  record.exc_info = record.exc_text = None
+  return True
+
+
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+  """A library's background thread failed (orbax writing a checkpoint to a full disk): one log
+  line; the loop reports what it means when it waits for that work."""
+  logging.warning('%s failed: %s', args.thread.name if args.thread else 'a thread',
+                  one_line(args.exc_value, kind=True))
+
+
+def _leave_now(code: int) -> None:
+  """Exits at once, skipping exit-time hooks (the checkpoints are closed and the lock released
+  by then)."""
+  logging.flush()
+  sys.stdout.flush()
+  sys.stderr.flush()
+  os._exit(code)
 
 
 def main(argv: list[str]) -> int:
@@ -64,6 +95,7 @@ def main(argv: list[str]) -> int:
   if FLAGS.distributed:
     checkpoints.write_from_one_process()
 
+  threading.excepthook = _thread_failed
   logging.set_verbosity(logging.INFO)
   logging.get_absl_handler().addFilter(_quiet_orbax)
   logging.info('JAX %s: process %d of %d, %d devices (%s)', jax.__version__, jax.process_index(),
@@ -71,9 +103,26 @@ def main(argv: list[str]) -> int:
   config_lib.use_compilation_cache(FLAGS.compilation_cache)
   try:
     result = loop.train_and_evaluate(config_lib.from_flag(_CONFIG), FLAGS.workdir)
+  except loop.Stopped as e:  # SIGTERM (a scheduler, docker stop) or Ctrl-C: saved, resumable
+    print(f'train.py: {e}', file=sys.stderr)
+    return EXIT_INTERRUPTED if e.signal_name == 'SIGINT' else EXIT_TERMINATED
+  except KeyboardInterrupt:  # a second Ctrl-C, or one in a run of several processes
+    print('train.py: interrupted; the last checkpoint is intact: run the same command again to '
+          'resume', file=sys.stderr)
+    return EXIT_INTERRUPTED
   except (loop.TrainingError, ValueError, OSError) as e:  # one line, not a traceback
     print(f'train.py: error: {e}', file=sys.stderr)
     return 1
+  except jax.errors.JaxRuntimeError as e:
+    if not FLAGS.distributed:
+      raise
+    # Another process of the run died (killed, out of memory, its host lost): the collectives
+    # fail at once. Leave without jax's exit-time shutdown, which would wait at a barrier for
+    # the dead process until the heartbeat times out and then abort with a C++ backtrace.
+    print(f'train.py: error: process {jax.process_index()} lost the others of this run '
+          f'({one_line(e)}); the checkpoints are intact: start every process again to resume',
+          file=sys.stderr)
+    _leave_now(1)
   scores = ', '.join(f'{k} {v:.4f}' for k, v in result.scalars.items())
   print(f'Done: {result.workdir} at step {int(result.state.step)}' + (f' ({scores})' if scores else ''))
   return 0

@@ -10,9 +10,11 @@ import os
 import pathlib
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import pytest
@@ -96,3 +98,81 @@ def test_two_processes_equal_one_and_resume(tmp_path):
   writers = {p.name for p in two.rglob('ocdbt.process_*')}
   assert writers == {'ocdbt.process_0'}, writers
   assert not (two / '.lock').exists()  # process 0's lock, released
+
+
+def _start(commands: list[list[str]], env: dict, tmp_path: pathlib.Path, name: str):
+  logs = [tmp_path / f'{name}.{i}.log' for i in range(len(commands))]
+  procs = [subprocess.Popen([sys.executable, *command[1:]], cwd=ROOT, env=env,
+                            stdout=log.open('w'), stderr=subprocess.STDOUT)
+           for command, log in zip(commands, logs)]
+  return procs, logs
+
+
+def _wait_for(procs, log: pathlib.Path, text: str, timeout: float = 400) -> None:
+  end = time.monotonic() + timeout
+  while text not in log.read_text(errors='replace'):
+    assert all(p.poll() is None for p in procs), log.read_text()[-3000:]
+    assert time.monotonic() < end, f'no {text!r} in time:\n' + log.read_text()[-3000:]
+    time.sleep(0.2)
+
+
+def _last_line(log: pathlib.Path) -> str:
+  text = log.read_text()
+  assert 'Traceback' not in text, text[-3000:]
+  return text.strip().splitlines()[-1]
+
+
+def _files(folder: pathlib.Path) -> dict[str, bytes]:
+  return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob('*'))
+          if p.is_file()}
+
+
+def test_preemption_stops_every_process_at_one_step_and_a_lost_process_is_one_line(tmp_path):
+  """A scheduler's SIGTERM to each process: all agree on the step, save it once and exit 143.
+  Requeued, the run resumes there; then process 1 is killed outright: process 0 says so in
+  one line at once (not after the coordination service's heartbeat timeout), harming nothing."""
+  work = tmp_path / 'run'
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'cache'))
+  env.pop('XLA_FLAGS', None)
+
+  def commands():
+    port = str(_free_port())
+    return [[arg.replace('runs/two', str(work)).replace('localhost:12355', f'localhost:{port}')
+             for arg in command] + ['--config.num_train_steps=100000',
+                                    '--config.checkpoint_every=100000']
+            for command in _readme_commands()]
+
+  procs, logs = _start(commands(), env, tmp_path, 'preempted')
+  try:
+    _wait_for(procs, logs[0], '[3] train/loss')
+    for proc in procs:
+      proc.send_signal(signal.SIGTERM)
+    codes = [proc.wait(timeout=300) for proc in procs]
+  finally:
+    for proc in procs:
+      proc.kill()
+  assert codes == [143, 143], [log.read_text()[-2000:] for log in logs]
+  steps = {int(re.search(r'stopped by preemption at step (\d+), checkpoint ', _last_line(log))[1])
+           for log in logs}
+  assert len(steps) == 1, steps
+  step = steps.pop()
+  assert ocp.utils.checkpoint_steps(work / 'checkpoints') == [step]
+  assert not (work / '.lock').exists()
+  saved = _files(work / 'checkpoints')
+
+  procs, logs = _start(commands(), env, tmp_path, 'requeued')
+  try:
+    _wait_for(procs, logs[0], f'[{step + 2}] train/loss')
+    assert f'Resuming from step {step}' in logs[0].read_text()
+    procs[1].kill()
+    start = time.monotonic()
+    code = procs[0].wait(timeout=120)
+    waited = time.monotonic() - start
+  finally:
+    for proc in procs:
+      proc.kill()
+  assert code == 1 and waited < 30, (code, waited, logs[0].read_text()[-3000:])
+  last = _last_line(logs[0])
+  assert last.startswith('train.py: error: process 0 lost the others of this run (')
+  assert last.endswith('the checkpoints are intact: start every process again to resume')
+  assert _files(work / 'checkpoints') == saved

@@ -38,8 +38,9 @@ import json
 import logging
 import os
 import pathlib
-import socket
-import time
+import shutil
+import signal
+import threading
 from typing import Any, Callable, Iterator
 
 import jax
@@ -53,6 +54,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdsr import checkpoints, config as config_lib
 from jdsr.errors import one_line
+from jdsr.io import locks
 from jdsr.train import compiling, phases, writer as writer_lib
 from jdsr.evaluation import metrics as image_metrics
 from jdsr.io import pixels
@@ -61,11 +63,21 @@ from jdsr.nn import xla_options
 from jdsr.nn.model import JDSR, abstract_model, build_model
 
 
-LOCK = '.lock'  # in the workdir while a run trains there
+LOCK = locks.NAME  # in the workdir while a run trains there
 
 
 class TrainingError(RuntimeError):
   """A run that cannot go on: a non-finite loss, or a checkpoint that does not fit the config."""
+
+
+class Stopped(Exception):
+  """A run stopped by SIGTERM or SIGINT (Ctrl-C), its checkpoint saved: running it again resumes."""
+
+  def __init__(self, signal_name: str, step: int, checkpoint: pathlib.Path | None):
+    self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
+    where = f'checkpoint {checkpoint} saved' if checkpoint else 'no checkpoint yet'
+    super().__init__(f'stopped by {signal_name} at step {step}, {where}; run the same command '
+                     'again to resume')
 
 
 TrainMetrics = metrics.Collection.create(loss=metrics.Average.from_output('loss'))
@@ -181,63 +193,26 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
 
 @contextlib.contextmanager
 def workdir_lock(workdir: pathlib.Path) -> Iterator[None]:
-  """Hold ``WORKDIR/.lock`` (pid, host, start time) while a run trains there.
+  """Hold ``WORKDIR/.lock`` (``jdsr.io.locks``: a lease with a heartbeat) while a run trains there.
 
-  A second run in the same workdir is refused with a TrainingError; a lock
-  left by a process of this host that is gone is taken over. In a multi-host
-  run, process 0 holds it for all.
+  A second live run in the same workdir is refused with a TrainingError; the
+  lock of a run that is gone is taken over. In a multi-host run, process 0
+  holds it for all.
   """
   if jax.process_index() > 0:
     yield
     return
-  path = workdir / LOCK
-  me = {'pid': os.getpid(), 'host': socket.gethostname(),
-        'started': time.strftime('%Y-%m-%d %H:%M:%S')}
-  while True:
-    try:
-      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-      holder = _read_lock(path)
-      if holder is not None and (holder.get('host') != me['host'] or _alive(holder.get('pid'))):
-        raise TrainingError(
-            f"{workdir} is in use by another run (pid {holder.get('pid')} on "
-            f"{holder.get('host')}, since {holder.get('started')}); if that run is gone, "
-            f'delete {path}') from None
-      logging.warning('%s: taking over the lock of a run that is gone (%s)', workdir, holder)
-      path.unlink(missing_ok=True)
-    else:
-      with os.fdopen(fd, 'w') as f:
-        json.dump(me, f)
-      break
   try:
-    yield
-  finally:
-    path.unlink(missing_ok=True)
-
-
-def _read_lock(path: pathlib.Path) -> dict | None:
-  """The lock's holder, or None if it is unreadable (a run that died while writing it)."""
-  try:
-    holder = json.loads(path.read_text())
-  except (OSError, ValueError):
-    return None
-  return holder if isinstance(holder, dict) else None
-
-
-def _alive(pid) -> bool:
-  try:
-    os.kill(int(pid), 0)
-  except (ProcessLookupError, ValueError, TypeError):
-    return False
-  except PermissionError:  # someone else's process
-    return True
-  return True
+    with locks.hold(workdir, what='run'):
+      yield
+  except locks.LockError as e:
+    raise TrainingError(str(e)) from None
 
 
 def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
             config: ml_collections.ConfigDict, workdir: pathlib.Path
-            ) -> tuple[phases.TrainState, dict | None]:
-  """The state of the latest checkpoint and its loader state, if it continues ``config``'s run."""
+            ) -> tuple[phases.TrainState, dict]:
+  """The state of the latest checkpoint and its 'train' record, if it continues ``config``'s run."""
   step = manager.latest_step()
   where = workdir / 'checkpoints' / str(step)
   try:
@@ -257,8 +232,7 @@ def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
     raise TrainingError(f'{where}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
   logging.info('Resuming from step %d', step)
   return phases.TrainState(step=jnp.asarray(saved.train['step'], jnp.int32),
-                           params=restored.params, opt_state=restored.opt_state
-                           ), saved.train.get('data_state')
+                           params=restored.params, opt_state=restored.opt_state), saved.train
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -279,13 +253,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
            batches: Callable[[int], Iterator[dict]] | None) -> Result:
-  from jdsr.data import pipeline
-
-  phase = phases.get(config.phase)
-  mesh = _mesh()
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  per_host = config.batch_size // jax.process_count()
-
   # Each manager its own barrier names: with several processes, the periodic and the best
   # checkpoint of one step are saved at once, and orbax names its barriers by step.
   sync = lambda prefix: ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
@@ -296,11 +263,29 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       workdir / 'best', options=ocp.CheckpointManagerOptions(
           max_to_keep=1, create=True, best_fn=lambda m: m['val/psnr'], best_mode='max',
           cleanup_tmp_directories=True, multiprocessing_options=sync('best')))
+  try:
+    return _run(config, workdir, batches, manager, best)
+  finally:  # also when the run stops early: orbax's threads end before the interpreter does
+    manager.close()
+    best.close()
+
+
+def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
+         batches: Callable[[int], Iterator[dict]] | None, manager: ocp.CheckpointManager,
+         best: ocp.CheckpointManager) -> Result:
+  from jdsr.data import pipeline
+
+  phase = phases.get(config.phase)
+  mesh = _mesh()
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  per_host = config.batch_size // jax.process_count()
+  flat_config = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+                 for k, v in _flat(config).items()}
   # The loader's state is saved with each checkpoint (the batches this host has consumed), and
-  # data_position too (for inspection: elements read per host).
+  # data_position too (for inspection: elements read per host); the config, to compare.
   train_info = lambda step: {'step': step, 'phase': phase.name, 'seed': config.seed,
                              'batch_size': config.batch_size, 'data_position': step * per_host,
-                             'data_state': _loader_state(loader, step)}
+                             'data_state': _loader_state(loader, step), 'config': flat_config}
   resuming = manager.latest_step() is not None
   # A resumed run takes everything from its checkpoint: init_from is not read.
   model = abstract_model(config.model) if resuming else initial_model(config)
@@ -321,7 +306,9 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   if resuming:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
                             jax.eval_shape(init, params))
-    state, saved_data_state = _resume(manager, abstract, config, workdir)
+    state, saved = _resume(manager, abstract, config, workdir)
+    saved_data_state = saved.get('data_state')
+    _warn_changes(saved.get('config'), flat_config, workdir)
   else:
     state, saved_data_state = init(params), None
   start = int(state.step)
@@ -371,9 +358,11 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     if not np.isfinite(out).all():
       raise stop(f'at step {step} the model outputs NaN or inf (the parameters have diverged); '
                  'not saved')
-    manager.save(step, args=checkpoints.save_args(
-        state.params, model_config, opt_state=state.opt_state, train=train_info(step)))
+    _written(manager, step, lambda: manager.save(step, args=checkpoints.save_args(
+        state.params, model_config, opt_state=state.opt_state, train=train_info(step))),
+        (state.params, state.opt_state))
 
+  signals = _Signals(enabled=jax.process_count() == 1)
   try:
     for step in range(start + 1, config.num_train_steps + 1):
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
@@ -407,9 +396,19 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
             raise stop(f'at step {step} {e}; not saved') from None
         writer.write_scalars(step, scalars)
         writer.write_images(step, images)
-        best.save(step, args=checkpoints.save_args(state.params, model_config), metrics=scalars)
+        _written(best, step, lambda: best.save(
+            step, args=checkpoints.save_args(state.params, model_config), metrics=scalars),
+            (state.params,))
       if step % config.checkpoint_every == 0 or last_step:
         save(step)
+      if not last_step and (signals.received or manager.reached_preemption(step)):
+        check(pending)
+        if step > (manager.latest_step() or 0):
+          logging.warning('%s: saving step %d before stopping', signals.received or 'preempted',
+                          step)
+          save(step)
+        raise Stopped(signals.received or 'preemption', step,
+                      workdir / 'checkpoints' / str(manager.latest_step()))
   except KeyboardInterrupt:
     check(pending)
     if int(state.step) > (manager.latest_step() or 0) and probe is not None:
@@ -417,14 +416,78 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       save(int(state.step))
     raise
   finally:
+    signals.restore()
     data = None
     manager.wait_until_finished()
     best.wait_until_finished()
-    manager.close()
-    best.close()
     writer.close()
   model = nnx.merge(graphdef, jax.device_get(state.params))
   return Result(state=state, model=model, scalars=scalars, workdir=workdir)
+
+
+def _room(directory: pathlib.Path, trees: tuple, step: int) -> None:
+  """A TrainingError, before anything is written, if ``directory`` has no room for a checkpoint.
+
+  A checkpoint takes the trees' bytes plus orbax's metadata: twice the bytes and 2 MiB are
+  asked for, so that a disk that fills up is found here, not halfway through a write.
+  """
+  need = 2 * sum(x.nbytes for tree in trees for x in jax.tree.leaves(tree)) + 2 * 2**20
+  directory.mkdir(parents=True, exist_ok=True)
+  free = shutil.disk_usage(directory).free
+  if free < need:
+    raise TrainingError(f'no room for checkpoint {step} in {directory}: it needs about '
+                        f'{need / 2**20:,.0f} MiB, {free / 2**20:,.1f} MiB are free; the '
+                        'checkpoints before it are intact')
+
+
+def _written(manager: ocp.CheckpointManager, step: int, save: Callable[[], Any],
+             trees: tuple = ()) -> None:
+  """Saves, waits until written, and turns a failure (a full disk) into one TrainingError."""
+  _room(pathlib.Path(manager.directory), trees, step)
+  try:
+    save()
+    manager.wait_until_finished()
+  except Exception as e:  # noqa: BLE001 - orbax raises many kinds, from its writer threads too
+    raise TrainingError(f'cannot write checkpoint {step} in {manager.directory} '
+                        f'({one_line(e, kind=True)}); the checkpoints before it are intact') from e
+
+
+def _warn_changes(saved: dict | None, now: dict, workdir: pathlib.Path) -> None:
+  """One warning listing the config fields a resumed run changes (its learning rate, say)."""
+  if not saved:
+    return
+  changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+  if changed:
+    logging.warning('%s: resuming with %d changed config fields: %s', workdir, len(changed),
+                    ', '.join(f'{k} {saved.get(k)!r} -> {now.get(k)!r}' for k in changed))
+
+
+class _Signals:
+  """SIGTERM and SIGINT ask the loop to stop after the current step (a second SIGINT: now).
+
+  Schedulers and ``docker stop`` send SIGTERM before they kill. With several
+  processes, JAX's preemption service handles SIGTERM instead, and every process
+  stops at the step that ``CheckpointManager.reached_preemption`` agrees on.
+  """
+
+  def __init__(self, enabled: bool):
+    self.received, self._previous = None, {}
+    if not enabled or threading.current_thread() is not threading.main_thread():
+      return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+      self._previous[sig] = signal.signal(sig, self._handle)
+
+  def _handle(self, signum, frame) -> None:
+    name = signal.Signals(signum).name
+    if self.received == 'SIGINT' and name == 'SIGINT':
+      raise KeyboardInterrupt
+    logging.warning('%s: stopping after this step (a checkpoint is saved first)', name)
+    self.received = self.received or name
+
+  def restore(self) -> None:
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+    self._previous = {}
 
 
 def _loader_state(loader, step: int) -> dict:
