@@ -75,6 +75,7 @@ def main(argv):
   from jdsr import checkpoints  # after flag parsing: --help stays fast
   from jdsr.evaluation import evaluate
   from jdsr.inference import restore
+  from jdsr.io import locks
 
   config_lib.use_compilation_cache(FLAGS.compilation_cache)
   if not config.checkpoint:
@@ -98,7 +99,7 @@ def main(argv):
         model, items, config.output_dir, restore.Options.from_config(config),
         protocol=config.protocol, save_images=config.save_images,
         save_figures=config.save_figures, reference_outputs=config.reference_outputs or None)
-  except OSError as e:  # the output folder: a file, read-only, a full disk
+  except (OSError, locks.LockError) as e:  # the output folder: a file, read-only, full, in use
     sys.exit(f'error: {e}')
   print(evaluate.table(summary))
   out = os.path.abspath(config.output_dir)

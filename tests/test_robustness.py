@@ -301,7 +301,7 @@ def test_bad_pth_files_are_one_clear_line(tmp_path):
   state = torch.load(tmp_path / 'ok.pth', weights_only=True)
   state['state_dict']['tail.weight'][0, 0, 0, 0] = float('nan')
   torch.save(state, tmp_path / 'nan.pth')
-  with pytest.raises(jdsr.CheckpointError, match='nan.pth: 1 tensors hold NaN or inf.*tail.weight'):
+  with pytest.raises(jdsr.CheckpointError, match='nan.pth: tail.weight holds NaN or inf'):
     jdsr.load(tmp_path / 'nan.pth', jdsr.tiny_model_config())
 
 

@@ -174,19 +174,28 @@ def _torch():
   return torch
 
 
-def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
-  """The state dict of an official ``.pth`` as float32 arrays, keys without 'module.'.
+def read(path: str | os.PathLike) -> dict:
+  """The state dict of an official ``.pth``: its tensors by key (without 'module.'), not yet converted.
 
   Accepts ``{'state_dict': ...}`` (as the official training script saves it)
   or a bare state dict. Only tensors are unpickled (``weights_only=True``): a
-  file that would run code when loaded is refused.
+  file that would run code when loaded is refused. The file is memory-mapped,
+  so reading it materialises no tensor: ``state_dict_to_params`` checks every
+  name and shape from the tensors' metadata first, and converts only tensors
+  that fit the model (``to_array``), so a small file that declares huge tensors
+  cannot exhaust memory.
   """
   torch = _torch()
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise CheckpointError(f'{path}: no such file')
   try:
-    obj = torch.load(path, map_location='cpu', weights_only=True)
+    try:
+      obj = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+    except RuntimeError as e:
+      if 'mmap' not in str(e):
+        raise
+      obj = torch.load(path, map_location='cpu', weights_only=True)  # the legacy format
   except pickle.UnpicklingError as e:
     raise CheckpointError(
         f'{path}: refused to load: the file holds more than tensors and plain containers '
@@ -204,23 +213,32 @@ def read(path: str | os.PathLike) -> dict[str, np.ndarray]:
     key = key[len('module.'):] if key.startswith('module.') else key
     if key in out:
       raise CheckpointError(f"{path}: key {key!r} appears both with and without 'module.'")
-    out[key] = value.detach().to(torch.float32).numpy()
-  broken = [key for key, value in out.items() if not np.isfinite(value).all()]
-  if broken:
-    raise CheckpointError(f'{path}: {len(broken)} tensors hold NaN or inf values '
-                          f'({", ".join(broken[:3])}{", ..." if len(broken) > 3 else ""}): '
-                          'refusing to load broken weights')
+    out[key] = value
   return out
+
+
+def to_array(value, key: str, source: str) -> np.ndarray:
+  """One tensor (or array) of a state dict as float32 NumPy; a CheckpointError if not finite."""
+  if not isinstance(value, np.ndarray):
+    value = value.detach().float().numpy()
+  value = np.asarray(value, np.float32)
+  if not np.isfinite(value).all():
+    raise CheckpointError(f'{source}: {key} holds NaN or inf values: refusing to load broken '
+                          'weights')
+  return value
 
 
 def _flat_params(model: JDSR) -> dict[tuple, nnx.Variable]:
   return dict(nnx.to_flat_state(nnx.state(model, nnx.Param)))
 
 
-def state_dict_to_params(state_dict: dict[str, np.ndarray], cfg: ml_collections.ConfigDict,
+def state_dict_to_params(state_dict: dict, cfg: ml_collections.ConfigDict,
                          shapes: dict[tuple, tuple[int, ...]], source: str = 'checkpoint'
                          ) -> dict[tuple, np.ndarray]:
-  """Our parameters (path → array) from an official state dict; strict."""
+  """Our parameters (path → array) from an official state dict (arrays or tensors); strict.
+
+  Names and shapes are checked before any value is read or converted.
+  """
   layout = official_layout(cfg)
   expected = {e.key: e for e in layout}
   missing = [k for k in expected if k not in state_dict]
@@ -237,7 +255,8 @@ def state_dict_to_params(state_dict: dict[str, np.ndarray], cfg: ml_collections.
         lines.append(f'{title} keys ({len(items)}): {shown}')
     raise CheckpointError('; '.join(lines))
 
-  prelu = {e.key: float(state_dict[e.key][0]) for e in layout if e.is_prelu}
+  prelu = {e.key: float(to_array(state_dict[e.key], e.key, source)[0])
+           for e in layout if e.is_prelu}
   values = set(prelu.values())
   if len(values) > 1:
     raise CheckpointError(
@@ -250,7 +269,7 @@ def state_dict_to_params(state_dict: dict[str, np.ndarray], cfg: ml_collections.
   for e in layout:
     if e.is_prelu:
       continue
-    params[e.path][e.index] = state_dict[e.key].transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    params[e.path][e.index] = to_array(state_dict[e.key], e.key, source).transpose(2, 3, 1, 0)
     filled[e.path][e.index] += 1
   params[PRELU_PATH] = np.asarray(values.pop(), np.float32).reshape(shapes[PRELU_PATH])
   filled[PRELU_PATH] += 1

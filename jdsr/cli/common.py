@@ -16,11 +16,21 @@ import argparse
 import logging
 import os
 import pathlib
+import signal
 import sys
+import threading
 import warnings
 from typing import Callable
 
 from jdsr.errors import one_line
+
+
+class Terminated(KeyboardInterrupt):
+  """SIGTERM, raised where the program is: what it was writing is finished as on Ctrl-C."""
+
+
+def _terminate(signum, frame) -> None:
+  raise Terminated()
 
 
 class Failure(Exception):
@@ -126,7 +136,15 @@ def entry_points(prog: str, body: Callable[[list[str] | None], int]
 
 
 def run(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | None = None) -> int:
-  """``main(argv)``, with a Failure, an OSError or Ctrl-C reported in one line; the exit code."""
+  """``main(argv)``, with a Failure, an OSError or a signal reported in one line; the exit code.
+
+  SIGTERM (a scheduler, ``docker stop``, ``kill``) ends the command as Ctrl-C
+  does, the files finished so far kept (a video's restored frames included),
+  with the exit status 143; Ctrl-C with 130.
+  """
+  previous = None
+  if threading.current_thread() is threading.main_thread():
+    previous = signal.signal(signal.SIGTERM, _terminate)
   try:
     return main(argv)
   except Failure as e:
@@ -135,6 +153,12 @@ def run(prog: str, main: Callable[[list[str] | None], int], argv: list[str] | No
   except OSError as e:
     print(f'{prog}: error: {one_line(e)}', file=sys.stderr)
     return 1
+  except Terminated:
+    print(f'{prog}: terminated', file=sys.stderr)
+    return 143
   except KeyboardInterrupt:
     print(f'{prog}: interrupted', file=sys.stderr)
     return 130
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)

@@ -67,7 +67,7 @@ def restore_image(model, job, options, progress) -> None:
   from jdsr.inference import restore
   from jdsr.io import imagefile, pixels
 
-  source = imagefile.read_image(job.source)
+  source = imagefile.read_image(job.source, check_size=options.check_size)
   sr = restore.restore(model, source.rgb, options, progress)
   alpha = None if source.alpha is None else pixels.upscale(source.alpha, restore.SCALE)
   imagefile.write_image(job.target, sr, alpha, bits=source.bits, gray=source.gray)
@@ -126,7 +126,14 @@ def _main(argv: list[str] | None) -> int:
   if tile is not None and tile != 0 and (tile < 0 or tile % 8 or tile <= overlap):
     raise common.Failure(f'--tile must be 0 (never tile) or a multiple of 8 larger than '
                          f'{overlap}, got {args.tile}', code=2)
+  if any(str(path) == '-' for path in args.inputs):
+    raise common.Failure("'-': reading from standard input is not supported; name the files",
+                         code=2)
   inputs, errors = outputs.find(args.inputs)
+  if not inputs:
+    for message in errors:
+      print(f'{PROG}: error: {message}', file=sys.stderr)
+    return 1
   single = len(args.inputs) == 1 and len(inputs) == 1 and not inputs[0].in_folder
   try:
     jobs, refused = outputs.plan(inputs, args.output, single=single)
@@ -166,15 +173,13 @@ def _main(argv: list[str] | None) -> int:
                               frames=bars.step)
         else:
           restore_image(model, job, options, progress)
-      except restore.OutputTooLarge as e:
-        failed += 1
-        tqdm.write(f'{PROG}: error: {job.source}: {e}; raise --max_output_megapixels if you '
-                   'have the memory', file=sys.stderr)
       except (imagefile.ImageError, video.VideoError, ValueError, OSError) as e:
         failed += 1
         message = common.one_line(e)
         if job.source.name not in message and job.target.name not in message:
           message = f'{job.source}: {message}'
+        if isinstance(e, restore.OutputTooLarge):
+          message += '; raise --max_output_megapixels if you have the memory'
         tqdm.write(f'{PROG}: error: {message}', file=sys.stderr)
       else:
         done += 1

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from jdsr.evaluation import figures, metrics
-from jdsr.io import files, imagefile, outputs, pixels
+from jdsr.io import files, imagefile, locks, outputs, pixels
 from jdsr.data import reds
 from jdsr.errors import one_line
 from jdsr.nn.model import JDSR
@@ -46,12 +46,15 @@ FIELDS = ('name', 'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'seconds')
 class Item:
   """One image to restore: its name (of its outputs), input path, and ground-truth path if any.
 
-  ``skip``: why the file is not restored (an unsupported type), reported in one line.
+  ``skip``: why the file is not restored (an unsupported type, an ambiguous
+  ground truth), reported in one line. ``expects_target``: a ground truth was
+  looked for (a folder of them was given), so its absence is reported.
   """
   name: str
   input: pathlib.Path
   target: pathlib.Path | None = None
   skip: str | None = None
+  expects_target: bool = False
 
 
 def reds_items(root: str | os.PathLike, subset: str = 'val300') -> list[Item]:
@@ -79,13 +82,23 @@ def folder_items(input_dir: str | os.PathLike,
     others = ', '.join(item.path.name for item in found[:5])
     raise imagefile.ImageError(folder, f'no images ({", ".join(imagefile.IMAGE_SUFFIXES)}) in '
                                        f'this folder' + (f'; found {others}' if others else ''))
-  targets = {}
-  if target_dir:
-    targets = {p.stem: p for p in imagefile.list_images(target_dir)}
-  return [Item(item.name, item.path, targets.get(item.path.stem)) if item.kind == outputs.IMAGE
-          else Item(item.path.name, item.path, skip=outputs.skip_reason(item)
-                    if item.kind == outputs.OTHER else 'a video: jdsr-restore restores videos')
-          for item in found]
+  targets: dict[str, list[pathlib.Path]] = {}
+  for path in imagefile.list_images(target_dir) if target_dir else []:
+    targets.setdefault(path.stem, []).append(path)
+  items = []
+  for item in found:
+    if item.kind != outputs.IMAGE:
+      items.append(Item(item.path.name, item.path, skip=outputs.skip_reason(item)
+                        if item.kind == outputs.OTHER else 'a video: jdsr-restore restores videos'))
+      continue
+    matches = targets.get(item.path.stem, [])
+    if len(matches) > 1:
+      items.append(Item(item.name, item.path, skip=f'{len(matches)} ground truths match it '
+                        f'({", ".join(p.name for p in matches)}): keep one'))
+    else:
+      items.append(Item(item.name, item.path, matches[0] if matches else None,
+                        expects_target=bool(target_dir)))
+  return items
 
 
 def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
@@ -97,7 +110,9 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
   ``options``: how each image is restored (``jdsr.inference.restore.Options``).
   ``protocol``: 'full' (whole images) or 'seed' (REDS frames cropped to 176/704
   rows as the reference does). ``reference_outputs``: a folder of the official
-  test script's outputs, compared with ours image by image.
+  test script's outputs, compared with ours image by image. While it runs, the
+  output folder is locked (``jdsr.io.locks``): a second evaluation into it is
+  refused with a ``LockError``.
   """
   if protocol not in ('full', 'seed'):
     raise ValueError(f"protocol must be 'full' or 'seed', got {protocol!r}")
@@ -105,6 +120,17 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
   out = pathlib.Path(output_dir)
   if out.exists() and not out.is_dir():
     raise NotADirectoryError(f'{out}: the output folder is a file')
+  out.mkdir(parents=True, exist_ok=True)
+  # One run at a time per output folder: two would interleave results.csv and summary.json.
+  with locks.hold(out, what='evaluation'):
+    return _restore_and_score(model, items, out, options, protocol=protocol,
+                              save_images=save_images, save_figures=save_figures,
+                              reference_outputs=reference_outputs, progress=progress)
+
+
+def _restore_and_score(model: JDSR, items: Sequence[Item], out: pathlib.Path, options: Options,
+                       *, protocol: str, save_images: bool, save_figures: bool,
+                       reference_outputs: str | None, progress: bool) -> dict:
   # An input is its path and, if it is a link, the file the link points to.
   protected = {q for item in items for p in (item.input, item.target) if p
                for q in (_where(p), p.resolve())}
@@ -116,6 +142,10 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
   items = [item for item in items if not item.skip]
   files.atomic_write(out / 'results.csv', _csv(rows, fields))  # an unwritable folder fails here
   bar = tqdm(items, desc='restoring', unit='image', disable=not progress, file=sys.stderr)
+  unscored = [item for item in items if item.expects_target and item.target is None]
+  for item in unscored:
+    tqdm.write(f'no ground truth: {item.input} has no file named {item.input.stem}.* among the '
+               'ground truths: restored, not scored', file=sys.stderr)
   for item in bar:
     try:
       row = _one(model, item, out, protected, options, protocol=protocol,
@@ -141,6 +171,9 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
       bar.set_postfix(psnr=f"{np.mean([r['psnr'] for r in rows if r['psnr'] is not None]):.2f}")
   summary = _summary(rows, failed, options, protocol, len(items))
   summary['skipped'] = [{'name': item.input.name, 'reason': item.skip} for item in skipped]
+  summary['no_ground_truth'] = [item.name for item in unscored]
+  if reference_outputs:
+    summary['no_reference'] = [r['name'] for r in rows if r.get('reference_psnr') is None]
   files.atomic_write(out / 'summary.json', json.dumps(summary, indent=2, default=str) + '\n')
   return summary
 
@@ -156,9 +189,15 @@ def _csv(rows: list[dict], fields: tuple[str, ...]) -> str:
 def _one(model, item: Item, out: pathlib.Path, protected: set, options: Options, *,
          protocol: str, save_images: bool, save_figures: bool,
          reference_outputs: str | None) -> dict:
-  source = imagefile.read_image(item.input)
+  source = imagefile.read_image(item.input, check_size=options.check_size)
   lr = source.rgb
-  hr = imagefile.read_image(item.target).rgb if item.target else None
+  hr = None
+  if item.target:
+    truth = imagefile.read_image(item.target)
+    if truth.gray and not source.gray:
+      raise ValueError(f'{item.target}: the ground truth is grayscale and the input {item.input} '
+                       'is in colour: not scored against it (give a colour ground truth)')
+    hr = truth.rgb
   if protocol == 'seed':
     if hr is None:
       raise ValueError(f'{item.input}: the seed protocol needs the ground truth')
@@ -175,7 +214,7 @@ def _one(model, item: Item, out: pathlib.Path, protected: set, options: Options,
   if hr is not None:
     row.update(psnr=metrics.psnr(sr, hr), ssim=metrics.ssim(sr, hr),
                bicubic_psnr=metrics.psnr(bicubic, hr), bicubic_ssim=metrics.ssim(bicubic, hr))
-  if reference_outputs:
+  if reference_outputs:  # None where the official script wrote no image of this name
     row['reference_psnr'] = _reference_psnr(sr, reference_outputs, item.name)
   if save_images:  # in the source's layout: grayscale, alpha and bit depth kept
     alpha = None if source.alpha is None else pixels.upscale(source.alpha, 4)
@@ -191,11 +230,13 @@ def _one(model, item: Item, out: pathlib.Path, protected: set, options: Options,
   return row
 
 
-def _reference_psnr(sr: np.ndarray, folder: str, name: str) -> float:
+def _reference_psnr(sr: np.ndarray, folder: str, name: str) -> float | None:
   """PSNR between our output and the official script's output of the same image."""
   matches = [p for p in imagefile.list_images(folder) if p.stem == name]
   if not matches:
-    raise ValueError(f'{folder}: no reference output named {name}.*')
+    tqdm.write(f'no reference: {folder} has no output named {name}.*; {name} is restored and '
+               'scored without it', file=sys.stderr)
+    return None
   ref = imagefile.read_image(matches[0]).rgb
   if ref.shape != sr.shape:
     raise ValueError(f'{matches[0]}: reference output is {ref.shape[1]}x{ref.shape[0]}, '

@@ -71,6 +71,18 @@ class Options:
   max_output_megapixels: float = DEFAULT_MAX_OUTPUT_MEGAPIXELS
   dtype: str | None = None
 
+  def check_size(self, height: int, width: int) -> None:
+    """Raises ``OutputTooLarge`` if an input of this size gives more than ``max_output_megapixels``.
+
+    ``imagefile.read_image(path, check_size=options.check_size)`` applies it to the
+    file's header, before anything is decoded.
+    """
+    megapixels = SCALE * SCALE * height * width / 1e6
+    if megapixels > self.max_output_megapixels:
+      raise OutputTooLarge(f'the output would be {SCALE * width}x{SCALE * height} '
+                           f'({megapixels:,.1f} megapixels), more than the limit of '
+                           f'{self.max_output_megapixels:,.1f}')
+
   def model(self, model: JDSR) -> JDSR:
     """``model`` computing in ``dtype`` (itself if it already does)."""
     return model if self.dtype is None else with_compute(model, dtype=self.dtype)
@@ -117,11 +129,7 @@ def restore(model: JDSR, image: np.ndarray, options: Options = Options(),
   channels = image.shape[-1]
   rgb = np.repeat(image, 3, axis=-1) if channels == 1 else image[..., :3]
   h, w = rgb.shape[:2]
-  megapixels = SCALE * SCALE * h * w / 1e6
-  if megapixels > options.max_output_megapixels:
-    raise OutputTooLarge(f'the output would be {SCALE * w}x{SCALE * h} ({megapixels:,.0f} '
-                         f'megapixels), more than the limit of '
-                         f'{options.max_output_megapixels:,.0f}')
+  options.check_size(h, w)
   tile, overlap = options.tile, options.overlap
   if overlap < 0:
     raise ValueError(f'overlap must be 0 or more, got {overlap}')

@@ -164,6 +164,11 @@ def _transcode(model, inp, out, target: pathlib.Path, first, codec: str, crf: in
         packet.stream = audio[packet.stream.index]
         out.mux(packet)
       for frame in frames:
+        if (frame.width, frame.height) != (first.width, first.height):
+          done['error'] = (f'frame {done["frames"] + 1} is {frame.width}x{frame.height}, the video '
+                           f'started at {first.width}x{first.height}: a video that changes size '
+                           'is not supported (cut it where the size changes)')
+          break
         pts = frame.pts if frame.pts is not None else done['frames']
         restored = restore(model, pixels.to_float(frame.to_ndarray(format='rgb24')), options,
                            progress)
@@ -179,9 +184,13 @@ def _transcode(model, inp, out, target: pathlib.Path, first, codec: str, crf: in
         last = pts
         if frames_done:
           frames_done(done['frames'], total)
+      if done['error'] is not None:
+        break
   except KeyboardInterrupt as e:
     done['error'] = e
   if done['frames'] == 0:
+    if isinstance(done['error'], KeyboardInterrupt):
+      raise done['error']
     raise VideoError(inp.name, done['error'] if isinstance(done['error'], str)
                      else 'no frame could be decoded')
   if done['error'] is None:
@@ -200,16 +209,21 @@ def _pixel_format(codec: str) -> str:
 
 
 def _expected_end(inp, vin) -> fractions.Fraction | None:
-  """When the video stream should end (seconds), from the header; None if it does not say."""
-  if vin.duration and vin.time_base:
-    return fractions.Fraction(vin.start_time or 0) * vin.time_base + vin.duration * vin.time_base
-  text = vin.metadata.get('DURATION')  # Matroska writes it per stream
+  """When the video stream should end (seconds), from the header; None if it does not say.
+
+  Matroska writes each stream's own length as its DURATION tag, while FFmpeg
+  gives every stream of it the container's duration (the longest stream's:
+  audio that outlasts the video): the tag wins.
+  """
+  text = vin.metadata.get('DURATION')
   if text:
     try:
       h, m, s = text.split(':')
       return fractions.Fraction(int(h) * 3600 + int(m) * 60) + fractions.Fraction(s)
     except ValueError:
       pass
+  if vin.duration and vin.time_base:
+    return fractions.Fraction(vin.start_time or 0) * vin.time_base + vin.duration * vin.time_base
   return None
 
 

@@ -35,6 +35,7 @@ import dataclasses
 import os
 import pathlib
 import warnings
+from typing import Callable
 
 import numpy as np
 import png  # pypng: 16-bit colour PNG, which Pillow 13 cannot decode or encode
@@ -62,6 +63,14 @@ class ImageError(ValueError):
     super().__init__(message.replace('\r', '\\r').replace('\n', '\\n'))
 
 
+class _Refused(Exception):
+  """Carries what ``check_size`` raised past the handler that turns decoding errors into ImageError."""
+
+  def __init__(self, error: Exception):
+    super().__init__(error)
+    self.error = error
+
+
 @dataclasses.dataclass
 class Image:
   """A decoded image.
@@ -78,8 +87,12 @@ class Image:
   gray: bool
 
 
-def read_image(path: str | os.PathLike) -> Image:
+def read_image(path: str | os.PathLike,
+               check_size: Callable[[int, int], None] | None = None) -> Image:
   """Reads an image file; raises ``ImageError`` if it is missing, empty, corrupt or unsupported.
+
+  ``check_size(height, width)`` is called with the size in the file's header before
+  anything is decoded; what it raises propagates (a small file can declare a huge image).
 
   16-bit colour PNG and TIFF are decoded at full depth with pypng / tifffile (see the
   module docstring).
@@ -101,10 +114,17 @@ def read_image(path: str | os.PathLike) -> Image:
       png_depth, png_colour_type = _png_header(f.read(26))
       f.seek(0)
       with PILImage.open(f) as im:
+        if check_size is not None:
+          try:
+            check_size(im.height, im.width)
+          except Exception as e:
+            raise _Refused(e) from None
         im.load()
         source_format, tiff_bits = im.format, _tiff_bits_per_sample(im)
         exif_orientation = im.getexif().get(_ORIENTATION_TAG, 1) if source_format == 'PNG' else 1
         im = ImageOps.exif_transpose(im)  # a TIFF's orientation was applied by im.load()
+  except _Refused as refused:
+    raise refused.error from None
   except PILImage.UnidentifiedImageError:
     raise ImageError(path, 'not an image (or a format Pillow cannot read)') from None
   except Exception as e:  # truncated or corrupt: Pillow raises OSError, SyntaxError, EOFError...
