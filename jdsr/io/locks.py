@@ -99,6 +99,8 @@ def hold(folder: str | os.PathLike, *, what: str = 'run', heartbeat: float = HEA
             f"{folder} is in use by another {what} (pid {holder.get('pid')} on "
             f"{holder.get('host')}, since {holder.get('started')}, refreshed {age:.0f} s ago); "
             f'its lock is taken over once it has not been refreshed for {lease:.0f} s') from None
+      if _read(path) != holder:  # replaced meanwhile (another run took it over): judge again
+        continue
       logging.warning('%s: taking over the lock of a %s that is gone (%s): %s', folder, what, why,
                       holder)
       path.unlink(missing_ok=True)
