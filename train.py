@@ -101,6 +101,17 @@ def main(argv: list[str]) -> int:
   logging.info('JAX %s: process %d of %d, %d devices (%s)', jax.__version__, jax.process_index(),
                jax.process_count(), jax.device_count(), jax.devices()[0].platform)
   config_lib.use_compilation_cache(FLAGS.compilation_cache)
+  code = _train(loop)
+  if code == 1 and FLAGS.distributed:
+    # The other processes may be gone, or stuck in a collective with this one: leave without
+    # jax's exit-time shutdown, which would wait for all of them at a barrier until the
+    # heartbeat times out and then abort with a C++ backtrace.
+    _leave_now(code)
+  return code
+
+
+def _train(loop) -> int:
+  """Runs the loop; the exit status, with the one line that explains any other than 0."""
   try:
     result = loop.train_and_evaluate(config_lib.from_flag(_CONFIG), FLAGS.workdir)
   except loop.Stopped as e:  # SIGTERM (a scheduler, docker stop) or Ctrl-C: saved, resumable
@@ -110,22 +121,32 @@ def main(argv: list[str]) -> int:
     print('train.py: interrupted; the last checkpoint is intact: run the same command again to '
           'resume', file=sys.stderr)
     return EXIT_INTERRUPTED
-  except (loop.TrainingError, ValueError, OSError) as e:  # one line, not a traceback
-    print(f'train.py: error: {e}', file=sys.stderr)
+  except (loop.TrainingError, ValueError, OSError, jax.errors.JaxRuntimeError) as e:
+    if FLAGS.distributed and _lost_peer(e):
+      # Another process died (killed, out of memory, its host lost): collectives fail at once.
+      print(f'train.py: error: process {jax.process_index()} lost the others of this run '
+            f'({one_line(e)}); the checkpoints are intact: start every process again to resume',
+            file=sys.stderr)
+    elif isinstance(e, jax.errors.JaxRuntimeError) and not FLAGS.distributed:
+      raise  # a failure inside XLA, in one process: its traceback is worth having
+    else:  # one line, not a traceback
+      print(f'train.py: error: {one_line(e)}', file=sys.stderr)
     return 1
-  except jax.errors.JaxRuntimeError as e:
-    if not FLAGS.distributed:
-      raise
-    # Another process of the run died (killed, out of memory, its host lost): the collectives
-    # fail at once. Leave without jax's exit-time shutdown, which would wait at a barrier for
-    # the dead process until the heartbeat times out and then abort with a C++ backtrace.
-    print(f'train.py: error: process {jax.process_index()} lost the others of this run '
-          f'({one_line(e)}); the checkpoints are intact: start every process again to resume',
-          file=sys.stderr)
-    _leave_now(1)
   scores = ', '.join(f'{k} {v:.4f}' for k, v in result.scalars.items())
   print(f'Done: {result.workdir} at step {int(result.state.step)}' + (f' ({scores})' if scores else ''))
   return 0
+
+
+def _lost_peer(error: BaseException) -> bool:
+  """Whether ``error``, or what caused it, is a collective that failed because a process is gone."""
+  signs = ('Gloo', 'NCCL', 'Connection reset', 'Connection closed', 'heartbeat')
+  for _ in range(8):  # the error and its causes
+    if error is None:
+      return False
+    if any(sign in str(error) for sign in signs):
+      return True
+    error = error.__cause__ or error.__context__
+  return False
 
 
 if __name__ == '__main__':
