@@ -117,18 +117,8 @@ def test_a_signal_finishes_the_step_saves_and_releases(tmp_path, sig, code):
   assert last == (f'train.py: stopped by {signal.Signals(sig).name} at step {step}, checkpoint '
                   f'{work / "checkpoints" / str(step)} saved; run the same command again to resume')
   assert (work / 'checkpoints' / str(step)).is_dir() and not (work / locks.NAME).exists()
-  if sig != signal.SIGTERM:
-    return
-  # Requeued: the same command resumes there; a new learning rate is named in one warning.
-  again = subprocess.run(_train_py(*args[:2], '--config.phase=deblur',
-                                   f'--config.num_train_steps={step + 1}',
-                                   '--config.learning_rate=0.002', *PHOTOS),
-                         cwd=ROOT, capture_output=True, text=True, timeout=600)
-  assert again.returncode == 0, again.stderr[-3000:]
-  assert f'Resuming from step {step}' in again.stderr
-  warned = [line for line in again.stderr.splitlines() if 'changed config fields' in line]
-  assert len(warned) == 1 and "learning_rate 0.0001 -> 0.002" in warned[0]
-  assert "num_train_steps 100000" in warned[0]
+  # Requeued, the same command resumes there: tests/test_multiprocess.py, with a changed
+  # learning rate named in one warning.
 
 
 def test_resuming_with_a_model_that_does_not_fit_is_one_line(tmp_path):

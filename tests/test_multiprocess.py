@@ -129,7 +129,7 @@ def _files(folder: pathlib.Path) -> dict[str, bytes]:
 
 def test_preemption_stops_every_process_at_one_step_and_a_lost_process_is_one_line(tmp_path):
   """A scheduler's SIGTERM to each process: all agree on the step, save it once and exit 143.
-  Requeued, the run resumes there; then process 1 is killed outright: process 0 says so in
+  Requeued, the run resumes there and names what changed; then process 1 is killed outright: process 0 says so in
   one line at once (not after the coordination service's heartbeat timeout), harming nothing."""
   work = tmp_path / 'run'
   env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_COMPILATION_CACHE_DIR=str(tmp_path / 'cache'))
@@ -160,10 +160,15 @@ def test_preemption_stops_every_process_at_one_step_and_a_lost_process_is_one_li
   assert not (work / '.lock').exists()
   saved = _files(work / 'checkpoints')
 
-  procs, logs = _start(commands(), env, tmp_path, 'requeued')
+  # Requeued with a new learning rate: it resumes at the saved step and names the change.
+  requeued = [c + ['--config.learning_rate=0.002'] for c in commands()]
+  procs, logs = _start(requeued, env, tmp_path, 'requeued')
   try:
     _wait_for(procs, logs[0], f'[{step + 2}] train/loss')
-    assert f'Resuming from step {step}' in logs[0].read_text()
+    text = logs[0].read_text()
+    assert f'Resuming from step {step}' in text
+    warned = [line for line in text.splitlines() if 'changed config fields' in line]
+    assert len(warned) == 1 and 'learning_rate 0.0001 -> 0.002' in warned[0], warned
     procs[1].kill()
     start = time.monotonic()
     code = procs[0].wait(timeout=120)
