@@ -15,7 +15,7 @@ from jdsr.nn import layers, model as model_lib
 from jdsr.checkpoints import pth
 from tests import reference
 
-TOL = 1e-4  # ../shared/reference/README.md: a right port agrees well within 1e-4
+TOL = 1e-4  # tests/data/README.md: a right port agrees well within 1e-4
 OUTPUTS = ('stage3_img', 'stage2_img', 'stage1_img')
 
 
