@@ -38,19 +38,3 @@ def golden_model():
   import jdsr
   from jdsr.checkpoints import pth
   return pth.from_state_dict(reference.golden_state_dict(), jdsr.model_config())
-
-
-# The longest files first. With `--dist loadfile` (the full run) each worker takes whole
-# files, in collection order, a few at a time: a long end-to-end file that starts last leaves
-# the other worker idle while it runs. Within a file the order is unchanged.
-LONGEST = ('test_multiprocess.py', 'test_hostile.py', 'test_train.py', 'test_readme.py')
-
-
-def pytest_collection_modifyitems(config, items):
-  def rank(item):
-    name = item.path.name
-    if name in LONGEST:
-      return LONGEST.index(name)
-    return len(LONGEST) + (0 if item.get_closest_marker('slow') else 1)
-
-  items.sort(key=rank)
