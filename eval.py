@@ -48,12 +48,17 @@ flags.DEFINE_string('reference_outputs', None,
                     'them and ours, image by image.')
 flags.DEFINE_integer('limit', None, 'Only the first N images (0: all).')
 flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
-                  "The convolutions' dtype: bfloat16 is mixed precision, meant for GPUs and TPUs.")
+                  "The convolutions' dtype: bfloat16 is mixed precision, for GPUs and TPUs with "
+                  'jax and for CPUs with openvino (default: float32; with openvino, bfloat16 '
+                  'where the CPU has it).')
+flags.DEFINE_enum('runtime', None, ['jax', 'onnxruntime', 'openvino'],
+                  'Run the network in JAX, or in a CPU inference runtime from an ONNX file made '
+                  'once and cached (docs/export.md).')
 config_lib.define_compilation_cache_flag()
 FLAGS = flags.FLAGS
 _SHORTHANDS = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'target_dir', 'tlsc',
                'ensemble', 'tile', 'output_dir', 'save_images', 'save_figures',
-               'reference_outputs', 'limit', 'dtype')
+               'reference_outputs', 'limit', 'dtype', 'runtime')
 
 
 def main(argv):
@@ -95,11 +100,16 @@ def main(argv):
     items = items[:config.limit]
 
   try:
+    options = restore.Options.from_config(config)
+  except ValueError as e:
+    sys.exit(f'error: {e}')
+  try:
     summary = evaluate.evaluate(
-        model, items, config.output_dir, restore.Options.from_config(config),
+        model, items, config.output_dir, options,
         protocol=config.protocol, save_images=config.save_images,
         save_figures=config.save_figures, reference_outputs=config.reference_outputs or None)
-  except (OSError, locks.LockError) as e:  # the output folder: a file, read-only, full, in use
+  except (OSError, locks.LockError, ValueError) as e:  # the output folder (a file, read-only,
+    # full, in use); a runtime that is not installed
     sys.exit(f'error: {e}')
   print(evaluate.table(summary))
   out = os.path.abspath(config.output_dir)

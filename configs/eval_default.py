@@ -28,7 +28,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.ensemble = False
   config.tile = config_dict.placeholder(int)  # input tile size; None: automatic (above 256 px), 0: never
   config.max_output_megapixels = 256.0  # larger outputs are refused up front (memory)
-  config.dtype = 'float32'  # the convolutions': 'float32' or 'bfloat16' (mixed precision)
+  # The convolutions': 'float32' or 'bfloat16' (mixed precision); None: float32, or with
+  # runtime='openvino', bfloat16 where the CPU has it.
+  config.dtype = config_dict.placeholder(str)
+  # 'jax', or a CPU inference runtime: 'onnxruntime' or 'openvino' (jdsr.inference.runtimes).
+  config.runtime = 'jax'
+  config.cache_dir = ''  # where the runtimes' ONNX files are cached ('': ~/.cache/jdsr)
   config.output_dir = 'eval_out'
   config.save_images = True
   config.save_figures = True

@@ -72,5 +72,15 @@ ls "$work/run"/events.out.tfevents.* >/dev/null
 echo "== jdsr-restore on a photo"
 "$VENV/bin/jdsr-restore" samples/blurry/chelsea.png -o "$work/chelsea_x4.png"
 "$P" -c "from PIL import Image; import sys; s = Image.open(sys.argv[1]).size; assert s == (448, 300), s" "$work/chelsea_x4.png"
+echo "== jdsr-export and jdsr-convert: what the core install needs, it has"
+"$VENV/bin/jdsr-export" --out "$work/exported" --no_saved_model
+"$VENV/bin/jdsr-convert" --out "$work/demo_checkpoint"
+echo "== a runtime that is not installed is one line naming its extra"
+if "$VENV/bin/jdsr-restore" samples/blurry/chelsea.png -o "$work/ov.png" --runtime openvino 2>"$work/ov.err"; then
+  echo "compat: --runtime openvino ran without OpenVINO" >&2; exit 1
+fi
+cat "$work/ov.err"
+grep -q "pip install 'jdsr\[openvino\]'" "$work/ov.err" && [ "$(wc -l <"$work/ov.err")" -le 2 ] \
+  || { echo "compat: not one line naming the extra" >&2; exit 1; }
 rm -rf "$work"
 echo "compat: jax $after, all passed"

@@ -19,6 +19,7 @@ import tomllib
 ROOT = pathlib.Path(__file__).parents[1]
 MARKER = re.compile(r'#.*\b(needs|benchmark|a server)\b')
 EXPORT_COMMAND = 'jdsr-export --out exported'
+ONNX_EXPORT_COMMAND = 'jdsr-export --out exported_onnx --formats onnx'
 ELSEWHERE = {
     'bash scripts/test.sh': 'CI (.ci/run)',
     'bash scripts/test.sh --fast': 'CI runs the whole suite, of which this is a part',
@@ -26,6 +27,7 @@ ELSEWHERE = {
     'bash benchmarks/gpu_check.sh --rehearse': '.ci/run',
     'python eval.py': 'tests/test_readme.py::test_demo_sh (scripts/demo.sh runs it)',
     EXPORT_COMMAND: 'tests/test_export.py',
+    ONNX_EXPORT_COMMAND: 'tests/test_runtimes.py',
 }
 SCRIPTS = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['scripts']
 FIRST_WORDS = ('python', 'bash', 'tensorboard', 'pip', *SCRIPTS)
@@ -63,6 +65,11 @@ def python_blocks(doc: str | pathlib.Path) -> list[str]:
 def export_loaders() -> list[str]:
   """docs/export.md's Python blocks that load the export (run by tests/test_export.py)."""
   return [text for text in python_blocks('docs/export.md') if "'exported/" in text]
+
+
+def onnx_loaders() -> list[str]:
+  """docs/export.md's Python blocks that run the ONNX export (run by tests/test_runtimes.py)."""
+  return [text for text in python_blocks('docs/export.md') if "'exported_onnx/" in text]
 
 
 def repo_copy(root: pathlib.Path) -> pathlib.Path:

@@ -38,7 +38,8 @@ def test_the_docs_show_the_commands_they_promise():
   assert any(c.startswith('python train.py --config configs/tiny.py')
              for c in docs.commands('docs/training.md'))
   assert docs.EXPORT_COMMAND in map(docs.bare, docs.commands('docs/export.md'))
-  assert len(docs.export_loaders()) == 2
+  assert len(docs.export_loaders()) == 2 and len(docs.onnx_loaders()) == 2
+  assert docs.ONNX_EXPORT_COMMAND in map(docs.bare, docs.commands('docs/export.md'))
   assert 'bash scripts/test.sh' in (docs.ROOT / '.ci' / 'run').read_text()
   assert len((docs.ROOT / 'README.md').read_bytes()) <= 12 * 1024
 
@@ -71,8 +72,11 @@ def test_readme_commands_run_as_written(repo_copy, tmp_path):
 def test_usage_and_export_commands_run_as_written(repo_copy, tmp_path):
   ran = _run_all('docs/usage.md', repo_copy, tmp_path)
   ran += _run_all('docs/export.md', repo_copy, tmp_path)
-  assert len(ran) == 7, [c for c, _ in ran]
+  assert len(ran) == 8, [c for c, _ in ran]
   assert Image.open(repo_copy / 'coffee_x4.png').size == (4 * 150, 4 * 100)
+  w, h = Image.open(repo_copy / 'samples' / 'blurry' / 'rocket.png').size
+  assert Image.open(repo_copy / 'rocket_x4.png').size == (4 * w, 4 * h)  # --runtime onnxruntime
+  assert any('converting the model to ONNX' in out for _, out in ran)
   with av.open(str(repo_copy / 'clip_x4.mkv')) as clip:
     assert clip.streams.video[0].codec_context.name == 'ffv1'
   assert (repo_copy / 'demo.pth').stat().st_size > 0
@@ -81,7 +85,8 @@ def test_usage_and_export_commands_run_as_written(repo_copy, tmp_path):
 
 @pytest.mark.parametrize('doc', DOCS)
 def test_python_runs(repo_copy, doc):
-  blocks = [text for text in docs.python_blocks(doc) if text not in docs.export_loaders()]
+  blocks = [text for text in docs.python_blocks(doc)
+            if text not in docs.export_loaders() + docs.onnx_loaders()]
   assert blocks or doc == 'docs/export.md'
   for text in blocks:
     result = subprocess.run([sys.executable, '-c', text], cwd=repo_copy, capture_output=True,

@@ -101,9 +101,11 @@ def test_bad_tile_is_rejected():
 def test_options_from_an_eval_config():
   from configs import eval_default
   config = eval_default.get_config()
-  # The paper's settings: TLSC on, automatic tiles, float32.
-  assert Options.from_config(config) == Options(dtype='float32')
+  # The paper's settings: TLSC on, automatic tiles, the model's dtype, in JAX.
+  assert Options.from_config(config) == Options()
   config.tlsc, config.ensemble, config.tile, config.dtype = False, True, 0, 'bfloat16'
-  assert Options.from_config(config) == Options(tlsc=None, ensemble=True, tile=0, dtype='bfloat16')
+  config.runtime, config.cache_dir = 'openvino', '/tmp/cache'
+  assert Options.from_config(config) == Options(tlsc=None, ensemble=True, tile=0, dtype='bfloat16',
+                                                runtime='openvino', cache_dir='/tmp/cache')
   config.tlsc, config.tlsc_base_size = True, 128
   assert Options.from_config(config).tlsc == jdsr.TLSC(base_size=(128, 128))

@@ -1,7 +1,8 @@
-"""Exporting a model to run without jdsr: a ``jax.export`` program and a TensorFlow SavedModel.
+"""Exporting a model to run without jdsr: a ``jax.export`` program, a SavedModel, an ONNX file.
 
-``export(model, DIR)`` (the command ``jdsr-export``, ``jdsr.cli.export``) writes
-the directory ``DIR``:
+``export(model, DIR, formats=...)`` (the command ``jdsr-export``, ``jdsr.cli.export``)
+writes the directory ``DIR`` with the files of ``formats`` ('jax', 'saved_model',
+'onnx'; by default the first two):
 
 * ``model.jax``: the ``jax.export`` serialization of ``forward(weights, x) -> sr``,
   for ``x`` float32 (N, H, W, 3) in [0, 1] with N, H and W symbolic, H and W
@@ -11,6 +12,10 @@ the directory ``DIR``:
 * ``saved_model/``: a TensorFlow SavedModel of the same program (``jax2tf``,
   native serialization), the parameters as variables: ``serve(x)`` and the
   ``serving_default`` signature (input ``x``, output ``sr``), for TF Serving.
+* ``model.onnx`` (format 'onnx'): the ONNX file of ``jdsr.checkpoints.onnx``,
+  NCHW: input ``x`` float32 (N, 3, H, W) in [0, 1], output ``sr`` (N, 3, 4H,
+  4W), N, H and W dynamic, opset ``onnx.OPSET``, for ONNX Runtime, OpenVINO and
+  the tools that read ONNX (docs/export.md). Needs the ``[onnx]`` extra.
 * ``export.json``: what was exported (TLSC, dtype, platforms, shapes, model config).
 
 TLSC (on by default, ``--notlsc``) and the precision (float32, the only one for
@@ -43,8 +48,10 @@ from jdsr.nn.model import JDSR, with_compute
 
 INPUT_SHAPE = 'b, 8*h, 8*w, 3'  # batch, height and width symbolic; H and W multiples of 8
 DEFAULT_PLATFORMS = ('cpu', 'cuda')
-JAX_FILE, WEIGHTS_FILE, SAVED_MODEL_DIR, INFO_FILE = (
-    'model.jax', 'weights.npz', 'saved_model', 'export.json')
+JAX_FILE, WEIGHTS_FILE, SAVED_MODEL_DIR, ONNX_FILE, INFO_FILE = (
+    'model.jax', 'weights.npz', 'saved_model', 'model.onnx', 'export.json')
+FORMATS = ('jax', 'saved_model', 'onnx')
+DEFAULT_FORMATS = ('jax', 'saved_model')
 
 
 def conv_impl(platforms: Sequence[str]) -> str:
@@ -116,12 +123,17 @@ def save_saved_model(model: JDSR, path: str | os.PathLike, *,
 
 
 def export(model: JDSR, out: str | os.PathLike, *, tlsc: layers.TLSC | None = layers.TLSC(),
-           platforms: Sequence[str] = DEFAULT_PLATFORMS, saved_model: bool = True,
+           platforms: Sequence[str] = DEFAULT_PLATFORMS,
+           formats: Sequence[str] = DEFAULT_FORMATS,
            overwrite: bool = False, source: str | None = None) -> pathlib.Path:
   """Writes the export directory ``out`` (see the module docstring); returns its path.
 
-  ``overwrite`` replaces an earlier export (a directory with export.json), nothing else.
+  ``overwrite`` replaces an earlier export (a directory with export.json), nothing
+  else; the new one is written beside it first, so a failure leaves the old one whole.
   """
+  formats = tuple(dict.fromkeys(formats))
+  if not formats or set(formats) - set(FORMATS):
+    raise ValueError(f'formats must be some of {FORMATS}, got {formats}')
   out = pathlib.Path(out).absolute()
   if out.exists() or out.is_symlink():
     if not overwrite:
@@ -132,11 +144,22 @@ def export(model: JDSR, out: str | os.PathLike, *, tlsc: layers.TLSC | None = la
   tmp = out.parent / f'.{out.name}.tmp-{secrets.token_hex(4)}'
   tmp.mkdir()  # the permissions of a normally made folder (mkdtemp's are private)
   try:
-    exported, weights = export_jax(model, tlsc=tlsc, platforms=platforms)
-    files.atomic_write(tmp / JAX_FILE, exported.serialize())
-    files.atomic_write(tmp / WEIGHTS_FILE, lambda path: np.savez(path, **weights))
-    if saved_model:
+    written = []
+    if 'jax' in formats:
+      exported, weights = export_jax(model, tlsc=tlsc, platforms=platforms)
+      files.atomic_write(tmp / JAX_FILE, exported.serialize())
+      files.atomic_write(tmp / WEIGHTS_FILE, lambda path: np.savez(path, **weights))
+      written += [JAX_FILE, WEIGHTS_FILE]
+    if 'saved_model' in formats:
       save_saved_model(model, tmp / SAVED_MODEL_DIR, tlsc=tlsc, platforms=platforms)
+      written.append(SAVED_MODEL_DIR)
+    if 'onnx' in formats:
+      from jdsr.checkpoints import onnx as onnx_lib
+      try:
+        onnx_lib.save_onnx(model, tmp / ONNX_FILE, tlsc=tlsc)
+      except ImportError as e:
+        raise ValueError(str(e)) from None
+      written.append(ONNX_FILE)
     info = {
         'input': f'x: float32 ({INPUT_SHAPE}) in [0, 1]; H and W multiples of 8',
         'output': 'sr: float32 (b, 32*h, 32*w, 3), the x4 deblurred image (not clipped)',
@@ -144,7 +167,11 @@ def export(model: JDSR, out: str | os.PathLike, *, tlsc: layers.TLSC | None = la
         'dtype': 'float32',
         'platforms': list(platforms),
         'conv_impl': conv_impl(platforms),
-        'files': [JAX_FILE, WEIGHTS_FILE] + ([SAVED_MODEL_DIR] if saved_model else []),
+        'files': written,
+        'onnx': ({'file': ONNX_FILE, 'opset': onnx_lib.OPSET, 'layout': 'NCHW',
+                  'input': 'x: float32 (N, 3, H, W) in [0, 1]; H and W multiples of 8',
+                  'output': 'sr: float32 (N, 3, 4H, 4W), the x4 deblurred image (not clipped)'}
+                 if 'onnx' in formats else None),
         'model_config': dict(model.config),
         'checkpoint': source,
         'jax_version': jax.__version__,

@@ -37,6 +37,7 @@ from jdsr.io import files, imagefile, locks, outputs, pixels
 from jdsr.data import reds
 from jdsr.errors import one_line
 from jdsr.nn.model import JDSR
+from jdsr.inference import runtimes
 from jdsr.inference.restore import Options, OutputTooLarge, restore
 
 FIELDS = ('name', 'psnr', 'ssim', 'bicubic_psnr', 'bicubic_ssim', 'seconds')
@@ -116,7 +117,7 @@ def evaluate(model: JDSR, items: Sequence[Item], output_dir: str | os.PathLike,
   """
   if protocol not in ('full', 'seed'):
     raise ValueError(f"protocol must be 'full' or 'seed', got {protocol!r}")
-  model = options.model(model)  # once, not per image
+  model = options.model(model, announce=lambda m: print(m, file=sys.stderr, flush=True))  # once
   out = pathlib.Path(output_dir)
   if out.exists() and not out.is_dir():
     raise NotADirectoryError(f'{out}: the output folder is a file')
@@ -169,7 +170,7 @@ def _restore_and_score(model: JDSR, items: Sequence[Item], out: pathlib.Path, op
     files.atomic_write(out / 'results.csv', _csv(rows, fields))
     if row['psnr'] is not None:
       bar.set_postfix(psnr=f"{np.mean([r['psnr'] for r in rows if r['psnr'] is not None]):.2f}")
-  summary = _summary(rows, failed, options, protocol, len(items))
+  summary = _summary(rows, failed, options, protocol, len(items), model)
   summary['skipped'] = [{'name': item.input.name, 'reason': item.skip} for item in skipped]
   summary['no_ground_truth'] = [item.name for item in unscored]
   if reference_outputs:
@@ -272,7 +273,7 @@ def _mean(rows: Iterable[dict], key: str) -> float | None:
 
 
 def _summary(rows: list[dict], failed: list[dict], options: Options, protocol: str,
-             total: int) -> dict:
+             total: int, model: JDSR | runtimes.Engine) -> dict:
   tlsc = options.tlsc
   return {
       'images': total,
@@ -284,6 +285,9 @@ def _summary(rows: list[dict], failed: list[dict], options: Options, protocol: s
       'settings': {
           'tlsc': dataclasses.asdict(tlsc) if tlsc else None,
           'ensemble': options.ensemble, 'tile': options.tile, 'protocol': protocol,
+          'runtime': options.runtime,
+          'dtype': (model.dtype if isinstance(model, runtimes.Engine)
+                    else dict(model.config).get('dtype', 'float32')),
       },
   }
 

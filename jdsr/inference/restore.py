@@ -16,8 +16,11 @@
   whatever the image size. By default (``tile=None``) images larger than
   ``DEFAULT_TILE`` in either dimension are tiled; ``tile=0`` never tiles.
 
-The settings (TLSC, self-ensemble, tiling) travel as one ``Options`` object,
-from ``eval.py``'s config (``Options.from_config``) to ``restore``.
+The settings (TLSC, self-ensemble, tiling, runtime) travel as one ``Options``
+object, from ``eval.py``'s config (``Options.from_config``) to ``restore``.
+``Options.runtime`` runs the network in JAX or in a CPU inference runtime
+(``jdsr.inference.runtimes``): ``restore`` takes the ``Engine`` that
+``Options.model`` makes wherever it takes a model, and does the same around it.
 
 Tiling and TLSC: TLSC replaces each global pool by a local mean over a fixed
 window (at most 96×96 pixels at the input's scale, less in the deeper
@@ -32,13 +35,14 @@ that difference small, and TLSC (the paper's Model-3) removes it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Callable
 
 import ml_collections
 import numpy as np
 
-from jdsr.inference import forward
+from jdsr.inference import forward, runtimes
 from jdsr.nn import layers
 from jdsr.io import pixels
 from jdsr.nn.model import JDSR, with_compute
@@ -62,7 +66,10 @@ class Options:
   ``max_output_megapixels``: a larger output is refused up front (it would
   not fit in memory: 12 bytes per output pixel, and more while blending).
   ``dtype``: the convolutions' dtype, 'float32' or 'bfloat16' (the model
-  config's ``dtype``), None for the model's own.
+  config's ``dtype``), None for the model's own (JAX) or the runtime's default
+  (OpenVINO: bfloat16 where the CPU has it). ``runtime``: 'jax', 'onnxruntime'
+  or 'openvino' (``jdsr.inference.runtimes``); ``cache_dir``: where the
+  runtimes' ONNX files are cached (None: ``runtimes.default_cache_dir()``).
   """
   tlsc: layers.TLSC | None = layers.TLSC()
   ensemble: bool = False
@@ -70,6 +77,15 @@ class Options:
   overlap: int = DEFAULT_OVERLAP
   max_output_megapixels: float = DEFAULT_MAX_OUTPUT_MEGAPIXELS
   dtype: str | None = None
+  runtime: str = 'jax'
+  cache_dir: str | None = None
+
+  def __post_init__(self):
+    if self.runtime not in runtimes.RUNTIMES:
+      raise ValueError(f'runtime must be one of {runtimes.RUNTIMES}, got {self.runtime!r}')
+    limit = self.max_output_megapixels
+    if not (isinstance(limit, (int, float)) and math.isfinite(limit) and limit > 0):
+      raise ValueError(f'max_output_megapixels must be a finite number above 0, got {limit!r}')
 
   def check_size(self, height: int, width: int) -> None:
     """Raises ``OutputTooLarge`` if an input of this size gives more than ``max_output_megapixels``.
@@ -83,8 +99,23 @@ class Options:
                            f'({megapixels:,.1f} megapixels), more than the limit of '
                            f'{self.max_output_megapixels:,.1f}')
 
-  def model(self, model: JDSR) -> JDSR:
-    """``model`` computing in ``dtype`` (itself if it already does)."""
+  def model(self, model: JDSR | runtimes.Engine,
+            announce: Callable[[str], None] | None = None) -> JDSR | runtimes.Engine:
+    """What ``restore`` runs: ``model`` computing in ``dtype``, in ``runtime``.
+
+    For 'jax', the model (itself if it already computes in ``dtype``); for a
+    runtime, its ``Engine`` (the ONNX file made or taken from the cache;
+    ``announce(message)`` is told when it is made). An engine passes through
+    if it matches these options.
+    """
+    if isinstance(model, runtimes.Engine):
+      if model.runtime != self.runtime or model.tlsc != self.tlsc:
+        raise ValueError(f'an engine for {model.runtime} (TLSC {model.tlsc}) does not match '
+                         f'these options ({self.runtime}, TLSC {self.tlsc})')
+      return model
+    if self.runtime != 'jax':
+      return runtimes.engine(model, self.runtime, tlsc=self.tlsc, dtype=self.dtype,
+                             cache_dir=self.cache_dir, announce=announce)
     return model if self.dtype is None else with_compute(model, dtype=self.dtype)
 
   @classmethod
@@ -93,7 +124,8 @@ class Options:
     tlsc = (layers.TLSC(base_size=(config.tlsc_base_size,) * 2,
                         train_size=(config.tlsc_train_size,) * 2) if config.tlsc else None)
     return cls(tlsc=tlsc, ensemble=config.ensemble, tile=config.tile,
-               max_output_megapixels=config.max_output_megapixels, dtype=config.dtype)
+               max_output_megapixels=config.max_output_megapixels, dtype=config.dtype,
+               runtime=config.get('runtime', 'jax'), cache_dir=config.get('cache_dir') or None)
 
 
 class OutputTooLarge(ValueError):
@@ -112,7 +144,7 @@ class Progress:
   tiles: Callable[[int, int], None] | None = None
 
 
-def restore(model: JDSR, image: np.ndarray, options: Options = Options(),
+def restore(model: JDSR | runtimes.Engine, image: np.ndarray, options: Options = Options(),
             progress: Progress = Progress()) -> np.ndarray:
   """The restored, ×4 image (float32 in [0, 1]), in the layout of ``image`` (see ``Options``)."""
   model = options.model(model)
@@ -173,6 +205,9 @@ def _whole(model: JDSR, rgb: np.ndarray, options: Options, progress: Progress,
   h, w = rgb.shape[:2]
   ph, pw = -(-h // bucket) * bucket, -(-w // bucket) * bucket
   x = np.pad(rgb, ((0, ph - h), (0, pw - w), (0, 0)), mode='reflect')[None]
+  if isinstance(model, runtimes.Engine):
+    sr = model.self_ensemble(x) if options.ensemble else model(x)
+    return np.asarray(sr[0, :SCALE * h, :SCALE * w])
   if progress.compiling and forward.first_call(model, x.shape, options.tlsc, options.ensemble):
     progress.compiling(ph, pw)
   if options.ensemble:

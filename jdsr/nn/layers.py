@@ -1,6 +1,6 @@
 """Building blocks shared by the deblurring and super-resolution modules.
 
-Everything is NHWC. Each function here reproduces one PyTorch operator of the
+Everything is NHWC, or NCHW inside ``jdsr.nn.layout.channels_first()``. Each function here reproduces one PyTorch operator of the
 official implementation exactly (see docs/network.md, "Operators"):
 
 * ``conv``: a bias-free ``nnx.Conv`` with 'same' zero padding and PyTorch's
@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jdsr.nn import winograd
+from jdsr.nn import layout, winograd
 
 Array = jax.Array
 Pool = Callable[[Array], Array]
@@ -34,8 +34,26 @@ torch_default_init = nnx.initializers.variance_scaling(1.0 / 3.0, 'fan_in', 'uni
 CONV_IMPLS = ('auto', 'xla', 'winograd')
 
 
+class Conv(nnx.Conv):
+  """``nnx.Conv``, which inside ``layout.channels_first()`` takes and gives NCHW arrays.
+
+  There it is XLA's convolution with ('NCHW', 'HWIO', 'NCHW') dimension
+  numbers, whatever ``conv_impl``: one ONNX ``Conv`` once converted.
+  """
+
+  def __call__(self, x: Array) -> Array:
+    if not layout.is_channels_first():
+      return super().__call__(x)
+    pad = self.kernel_size[0] // 2
+    y = jax.lax.conv_general_dilated(
+        x.astype(self.dtype), self.kernel[...].astype(self.dtype), (1, 1), [(pad, pad)] * 2,
+        dimension_numbers=layout.CONV_DIMENSION_NUMBERS,
+        preferred_element_type=self.preferred_element_type)
+    return y.astype(jnp.float32)
+
+
 def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = 'xla',
-         dtype: str = 'float32', rngs: nnx.Rngs) -> nnx.Conv:
+         dtype: str = 'float32', rngs: nnx.Rngs) -> Conv:
   """A bias-free k×k convolution with 'same' zero padding (PyTorch's `conv`).
 
   ``dtype``: the dtype of the convolution's operands ('float32' or
@@ -61,7 +79,7 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
                                      else winograd.xla_conv_general_dilated)}
   if dtype != 'float32':  # products summed and returned in float32 (the Winograd path takes none)
     kwargs['preferred_element_type'] = jnp.float32
-  return nnx.Conv(in_features, out_features, (kernel_size, kernel_size), padding='SAME', use_bias=False,
+  return Conv(in_features, out_features, (kernel_size, kernel_size), padding='SAME', use_bias=False,
                   kernel_init=torch_default_init, dtype=jnp.dtype(dtype), param_dtype=jnp.float32,
                   rngs=rngs, **kwargs)
 
@@ -77,6 +95,9 @@ RESAMPLE_SCOPE, SHUFFLE_SCOPE, ATTENTION_SCOPE = 'resample', 'pixel_shuffle', 'a
 @jax.named_scope(RESAMPLE_SCOPE)
 def downsample2(x: Array) -> Array:
   """Bilinear ×0.5 with half-pixel centres and no antialiasing: a 2×2 mean."""
+  if layout.is_channels_first():
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
   n, h, w, c = x.shape
   return x.reshape(n, h // 2, 2, w // 2, 2, c).mean(axis=(2, 4))
 
@@ -85,10 +106,15 @@ def _upsample2_axis(x: Array, axis: int) -> Array:
   # Output 2k samples the source at k - 1/4, output 2k+1 at k + 1/4; the
   # neighbours are clamped at the borders (PyTorch clamps the source index).
   n = x.shape[axis]
-  prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis),
-                          jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis=axis)
-  nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
-                         jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
+  if layout.is_channels_first():  # gathers: no slices or concatenations of a symbolic axis
+    index = jax.lax.iota(jnp.int32, n)
+    prev = jnp.take(x, jnp.maximum(index - 1, 0), axis=axis)
+    nxt = jnp.take(x, jnp.minimum(index + 1, n - 1), axis=axis)
+  else:
+    prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis),
+                            jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis=axis)
+    nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
+                           jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
   even = 0.75 * x + 0.25 * prev
   odd = 0.75 * x + 0.25 * nxt
   out = jnp.stack([even, odd], axis=axis + 1)
@@ -100,12 +126,18 @@ def _upsample2_axis(x: Array, axis: int) -> Array:
 @jax.named_scope(RESAMPLE_SCOPE)
 def upsample2(x: Array) -> Array:
   """Bilinear ×2 with half-pixel centres and clamped borders."""
-  return _upsample2_axis(_upsample2_axis(x, 1), 2)
+  h, w = layout.spatial_axes()
+  return _upsample2_axis(_upsample2_axis(x, h), w)
 
 
 @jax.named_scope(SHUFFLE_SCOPE)
 def pixel_shuffle(x: Array, r: int) -> Array:
   """PyTorch's PixelShuffle in NHWC: out[4h+i, 4w+j, c] = in[h, w, 16c + 4i + j]."""
+  if layout.is_channels_first():  # PyTorch's own layout (ONNX's DepthToSpace, mode CRD)
+    n, c, h, w = x.shape
+    co = c // (r * r)
+    x = x.reshape(n, co, r, r, h, w).transpose(0, 1, 4, 2, 5, 3)
+    return x.reshape(n, co, h * r, w * r)
   n, h, w, c = x.shape
   co = c // (r * r)
   x = x.reshape(n, h, w, co, r, r)
@@ -115,7 +147,7 @@ def pixel_shuffle(x: Array, r: int) -> Array:
 
 def global_pool(x: Array) -> Array:
   """`nn.AdaptiveAvgPool2d(1)`: the mean over H and W, kept as 1×1."""
-  return x.mean(axis=(1, 2), keepdims=True)
+  return x.mean(axis=layout.spatial_axes(), keepdims=True)
 
 
 def box_mean(x: Array, window: tuple[int, int]) -> Array:
@@ -124,21 +156,32 @@ def box_mean(x: Array, window: tuple[int, int]) -> Array:
   A 'valid' box filter by cumulative sums, replicate-padded back to the size
   of ``x`` (left/top get (size - out) // 2). ``window`` is clamped to ``x``.
   When the window covers the whole feature it is the global mean. Symbolic H
-  and W (``jax.export``) take ``_box_mean_symbolic``: the same means to float
-  rounding.
+  and W take ``_box_mean_symbolic`` (``jax.export``) or, inside
+  ``layout.channels_first()``, ``_box_mean_gathered`` (ONNX): the same means
+  to float rounding.
   """
-  _, h, w, _ = x.shape
+  h, w = layout.spatial_shape(x)
   if not (isinstance(h, int) and isinstance(w, int)):
-    return _box_mean_symbolic(x, window)
+    symbolic = _box_mean_gathered if layout.is_channels_first() else _box_mean_symbolic
+    return symbolic(x, window)
   if window[0] >= h and window[1] >= w:
     return global_pool(x)
   k1, k2 = min(h, window[0]), min(w, window[1])
+  ah, aw = layout.spatial_axes()
   # jnp.cumsum lowers to an O(n²) reduce_window on CPU; the scan is O(n log n).
-  s = jax.lax.associative_scan(jnp.add, jax.lax.associative_scan(jnp.add, x, axis=2), axis=1)
-  s = jnp.pad(s, ((0, 0), (1, 0), (1, 0), (0, 0)))
-  out = (s[:, k1:, k2:] + s[:, :-k1, :-k2] - s[:, :-k1, k2:] - s[:, k1:, :-k2]) / (k1 * k2)
-  oh, ow = out.shape[1:3]
-  pad = ((0, 0), ((h - oh) // 2, (h - oh + 1) // 2), ((w - ow) // 2, (w - ow + 1) // 2), (0, 0))
+  s = jax.lax.associative_scan(jnp.add, jax.lax.associative_scan(jnp.add, x, axis=aw), axis=ah)
+  pad = [(0, 0)] * 4
+  pad[ah], pad[aw] = (1, 0), (1, 0)
+  s = jnp.pad(s, pad)
+
+  def window_sum(top: bool, left: bool) -> Array:
+    s_h = jax.lax.slice_in_dim(s, 0 if top else k1, h + 1 - k1 if top else h + 1, axis=ah)
+    return jax.lax.slice_in_dim(s_h, 0 if left else k2, w + 1 - k2 if left else w + 1, axis=aw)
+
+  out = (window_sum(False, False) + window_sum(True, True) - window_sum(True, False)
+         - window_sum(False, True)) / (k1 * k2)
+  oh, ow = layout.spatial_shape(out)
+  pad[ah], pad[aw] = ((h - oh) // 2, (h - oh + 1) // 2), ((w - ow) // 2, (w - ow + 1) // 2)
   return jnp.pad(out, pad, mode='edge')
 
 
@@ -151,7 +194,7 @@ def _box_mean_symbolic(x: Array, window: tuple[int, int]) -> Array:
   values, log2(window) additions), and the sums gathered at the replicate-padded
   positions. A window that covers the axis gives the sum of all values.
   """
-  for axis, k in ((1, window[0]), (2, window[1])):
+  for axis, k in zip(layout.spatial_axes(), window):
     n = x.shape[axis]
     size = jax.core.max_dim(n, k)
     pad = [(0, 0)] * 4
@@ -168,9 +211,40 @@ def _box_mean_symbolic(x: Array, window: tuple[int, int]) -> Array:
                 + jax.lax.slice_in_dim(sums, step, step + length, axis=axis))
       step *= 2
     n_value = jnp.asarray(n)
-    start = jnp.clip(jnp.arange(n) - (k - 1) // 2, 0, jnp.maximum(n_value - k, 0))
+    start = jnp.clip(jax.lax.iota(jnp.int32, n) - (k - 1) // 2, 0, jnp.maximum(n_value - k, 0))
     x = jnp.take(total, start, axis=axis) / jnp.minimum(n_value, k).astype(x.dtype)
   return x
+
+
+def _box_mean_gathered(x: Array, window: tuple[int, int]) -> Array:
+  """``box_mean`` for shapes only known at run time, as cumulative sums and gathers.
+
+  For ONNX graphs (``CumSum`` and ``Gather``): no slice or concatenation
+  along a symbolic axis. Per axis, with k = min(size, window) decided at run
+  time, output i is the sum of the k values from
+  clip(i - (window - 1) // 2, 0, max(size - window, 0)), divided by k: the
+  valid box filter, replicate-padded back as ``box_mean`` does.
+  """
+  for axis, k in zip(layout.spatial_axes(), window):
+    n = x.shape[axis]
+    last, first, has_first, scale = layout.shared(
+        ('box_mean', str(n), k, axis), lambda: _box_indices(n, k, axis, x.ndim))
+    sums = jnp.cumsum(x, axis=axis)  # sums[j]: x[0] + ... + x[j]
+    before = jnp.where(has_first, jnp.take(sums, first, axis=axis), 0)
+    x = (jnp.take(sums, last, axis=axis) - before) * scale
+  return x
+
+
+def _box_indices(n, k: int, axis: int, ndim: int) -> tuple[Array, Array, Array, Array]:
+  """For ``_box_mean_gathered``: the last and the one-before-first index of each window, whether
+  that one exists (broadcastable along ``axis``), and 1 / k."""
+  size = jnp.asarray(n, jnp.int32)
+  k_run = jnp.minimum(size, k)
+  start = jnp.clip(jax.lax.iota(jnp.int32, n) - (k - 1) // 2, 0, jnp.maximum(size - k, 0))
+  shape = [1] * ndim
+  shape[axis] = -1
+  return (start + k_run - 1, jnp.maximum(start - 1, 0), (start > 0).reshape(shape),
+          1.0 / k_run.astype(jnp.float32))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +272,7 @@ class LocalMean:
   def __call__(self, x: Array) -> Array:
     t = self.tlsc
     window = tuple(f * tr // i * b // tr for f, tr, i, b in
-                   zip(x.shape[1:3], t.train_size, self.input_hw, t.base_size))
+                   zip(layout.spatial_shape(x), t.train_size, self.input_hw, t.base_size))
     return box_mean(x, window)
 
 

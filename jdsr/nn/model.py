@@ -16,7 +16,8 @@ Two things are passed down every call rather than stored in the blocks:
 * ``pool``: the global average pool of the channel-attention layers, or its
   TLSC replacement at test time (see ``jdsr.nn.layers.TLSC``).
 
-Everything is NHWC, float32.
+Everything is NHWC, float32; traced inside ``jdsr.nn.layout.channels_first()``,
+the same network is one flat NCHW program (for ONNX: ``jdsr.checkpoints.onnx``).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 from flax import nnx
 
 from jdsr import config as config_lib
-from jdsr.nn import layers, winograd
+from jdsr.nn import layers, layout, winograd
 from jdsr.nn.layers import Act, Array, Pool
 
 # ``conv(in_features, out_features, kernel_size, rngs=...)``: ``layers.conv`` with the
@@ -88,6 +89,11 @@ def run_stacked(blocks: nnx.Module, x: Array, *args, remat: bool = True) -> Arra
   def body(x, block):
     return block(x, *args)
 
+  if layout.is_channels_first():  # unrolled: one flat graph (see jdsr.nn.layout)
+    graphdef, state = nnx.split(blocks)
+    for i in range(jax.tree.leaves(state)[0].shape[0]):
+      x = body(x, nnx.merge(graphdef, jax.tree.map(lambda v: v[i], state)))
+    return x
   if remat and _REMAT.get():
     body = nnx.remat(body, policy=REMAT_POLICY)
   return nnx.scan(body, in_axes=(nnx.Carry, 0), out_axes=nnx.Carry)(x, blocks)
@@ -340,8 +346,10 @@ class Upscale(nnx.Module):
     self.conv2 = conv(c, 3, 3, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
-    n, h, w, c = x.shape
     r = self.scale
+    if layout.is_channels_first():  # one piece: one flat graph (see jdsr.nn.layout)
+      return self.conv2(layers.pixel_shuffle(self.conv1(x), r))
+    n, h, w, c = x.shape
     if all(isinstance(d, int) for d in x.shape):
       row_bytes = n * w * c * r * r * x.dtype.itemsize
       rows = max([b for b in range(1, h + 1) if h % b == 0 and b * row_bytes <= self.band_bytes],
@@ -374,7 +382,8 @@ class JDSR(nnx.Module):
   ``model(x)`` takes float32 (N, H, W, 3) images in [0, 1] with H and W
   multiples of 8 and returns ``(stage_images, sr)``: the deblurring module's
   three stage images ``[stage3, stage2, stage1]`` (each (N, H, W, 3)) and the
-  super-resolved image (N, 4H, 4W, 3).
+  super-resolved image (N, 4H, 4W, 3). Inside ``layout.channels_first()``, all
+  of them are NCHW instead.
   """
 
   def __init__(self, config: ml_collections.ConfigDict, *, rngs: nnx.Rngs):
@@ -428,36 +437,37 @@ class JDSR(nnx.Module):
     return layers.prelu(self.act.negative_slope[...])
 
   def _deblur(self, x3_img: Array, act: Act, pool: Pool) -> tuple[list[Array], Array]:
-    h, w = x3_img.shape[1] // 2, x3_img.shape[2] // 2
-    x2_img = [x3_img[:, :h], x3_img[:, h:]]  # top, bottom
-    x1_img = [[half[:, :, :w], half[:, :, w:]] for half in x2_img]  # left, right of each
+    H, W = layout.spatial_axes()
+    C = layout.channel_axis()
+    x2_img = _halves(x3_img, H)  # top, bottom
+    x1_img = [_halves(half, W) for half in x2_img]  # left, right of each
 
     # Stage 1: the four quadrants, encoded separately, decoded per half.
     feat1, res1, sam_feats, stage1_img = [], [], [], []
     for half_img, quads in zip(x2_img, x1_img):
       enc = [self.stage1_encoder(self.shallow_feat1(q, act, pool), act, pool) for q in quads]
-      feat = [jnp.concatenate(lr, axis=2) for lr in zip(*enc)]
+      feat = [_join(lr, W) for lr in zip(*enc)]
       res = self.stage1_decoder(feat, act, pool)
       f, img = self.sam12(res[0], half_img)
       feat1.append(feat)
       res1.append(res)
       sam_feats.append(f)
       stage1_img.append(img)
-    stage1_img = jnp.concatenate(stage1_img, axis=1)
+    stage1_img = _join(stage1_img, H)
 
     # Stage 2: the two halves, with cross-stage fusion, decoded whole.
     feat2 = []
     for half_img, f_sam, feat, res in zip(x2_img, sam_feats, feat1, res1):
       x2 = self.shallow_feat2(half_img, act, pool)
-      x2 = self.concat12(jnp.concatenate([x2, f_sam], axis=-1))
+      x2 = self.concat12(jnp.concatenate([x2, f_sam], axis=C))
       feat2.append(self.stage2_encoder(x2, act, pool, feat, res))
-    feat2 = [jnp.concatenate(tb, axis=1) for tb in zip(*feat2)]
+    feat2 = [_join(tb, H) for tb in zip(*feat2)]
     res2 = self.stage2_decoder(feat2, act, pool)
     x3_samfeats, stage2_img = self.sam23(res2[0], x3_img)
 
     # Stage 3: the whole image at full resolution.
     x3 = self.shallow_feat3(x3_img, act, pool)
-    x3 = self.concat23(jnp.concatenate([x3, x3_samfeats], axis=-1))
+    x3 = self.concat23(jnp.concatenate([x3, x3_samfeats], axis=C))
     feat3 = self.stage3_orsnet(x3, act, pool, feat2, res2) + x3
     stage3_img = self.tail(feat3)
     return [stage3_img, stage2_img, stage1_img], feat3
@@ -537,14 +547,33 @@ def with_compute(model: JDSR, **settings) -> JDSR:
   return rebuilt
 
 
+# The image's halves and quadrants are split and joined by reshapes, not slices and
+# concatenations: the same copies for XLA, and what converts to ONNX with symbolic H and W.
+
+
+def _halves(x: Array, axis: int) -> list[Array]:
+  """The two halves of ``x`` along ``axis`` (of even size)."""
+  shape = list(x.shape)
+  shape[axis:axis + 1] = [2, x.shape[axis] // 2]
+  return [jax.lax.index_in_dim(x.reshape(shape), i, axis, keepdims=False) for i in (0, 1)]
+
+
+def _join(halves: Sequence[Array], axis: int) -> Array:
+  """The inverse of ``_halves``: two arrays of one shape, one after the other along ``axis``."""
+  shape = list(halves[0].shape)
+  shape[axis] = 2 * shape[axis]
+  return jnp.stack(halves, axis=axis).reshape(shape)
+
+
 def _pool(x: Array, tlsc: layers.TLSC | None) -> Pool:
-  return layers.global_pool if tlsc is None else tlsc.pool(x.shape[1:3])
+  return layers.global_pool if tlsc is None else tlsc.pool(layout.spatial_shape(x))
 
 
 def _check_input(x: Array) -> None:
-  if x.ndim != 4 or x.shape[-1] != 3:
-    raise ValueError(f'expected images of shape (N, H, W, 3), got {tuple(x.shape)}')
-  h, w = x.shape[1:3]
+  if x.ndim != 4 or x.shape[layout.channel_axis()] != 3:
+    expected = '(N, 3, H, W)' if layout.is_channels_first() else '(N, H, W, 3)'
+    raise ValueError(f'expected images of shape {expected}, got {tuple(x.shape)}')
+  h, w = layout.spatial_shape(x)
   if h % 8 or w % 8:
     raise ValueError(
         f'image height and width must be multiples of 8, got {h}x{w} (H x W); pad the '
