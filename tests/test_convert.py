@@ -268,3 +268,31 @@ def test_the_model_the_step_and_restoring_never_import_tensorflow():
           'jdsr.inference.restore.restore(model, np.zeros((16, 16, 3), np.float32))\n'
           "assert 'tensorflow' not in sys.modules, 'imported'\n")
   procs.python(code)
+
+
+@pytest.mark.parametrize('dtype, name', [('int32', 'int32'), ('complex64', 'complex64'),
+                                         ('bool', 'bool')])
+def test_a_pth_tensor_that_is_not_floating_point_is_refused(tmp_path, dtype, name):
+  import torch
+  jdsr.save(jdsr.build_model(jdsr.tiny_model_config(), rngs=0), tmp_path / 'ok.pth')
+  state = torch.load(tmp_path / 'ok.pth', weights_only=True)
+  weight = state['state_dict']['tail.weight']
+  state['state_dict']['tail.weight'] = weight.to(getattr(torch, dtype))
+  torch.save(state, tmp_path / 'odd.pth')
+  with pytest.raises(jdsr.CheckpointError,
+                     match=f'odd.pth: tail.weight is a {name} tensor, not floating point'):
+    jdsr.load(tmp_path / 'odd.pth', jdsr.tiny_model_config())
+
+
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16', 'float64'])
+def test_other_floating_point_pth_tensors_are_cast_to_float32(tmp_path, dtype):
+  import torch
+  model = jdsr.build_model(jdsr.tiny_model_config(), rngs=0)
+  jdsr.save(model, tmp_path / 'ok.pth')
+  state = torch.load(tmp_path / 'ok.pth', weights_only=True)
+  state['state_dict'] = {k: v.to(getattr(torch, dtype)) for k, v in state['state_dict'].items()}
+  torch.save(state, tmp_path / 'cast.pth')
+  loaded = jdsr.load(tmp_path / 'cast.pth', jdsr.tiny_model_config())
+  kernel = np.asarray(loaded.tail.kernel[...])
+  assert kernel.dtype == np.float32
+  np.testing.assert_allclose(kernel, np.asarray(model.tail.kernel[...]), rtol=1e-2, atol=1e-3)

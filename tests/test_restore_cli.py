@@ -93,10 +93,10 @@ def test_options_reach_restore(tmp_path, capsys, monkeypatch):
   code, _, err = _run(capsys, photo, '-o', tmp_path / 'o.png', '--notlsc', '--ensemble',
                       '--tile', '40', '--dtype', 'bfloat16', '-q')
   assert code == 0, err
-  code, _, err = _run(capsys, photo, '-o', tmp_path / 'o.png', '-q')
+  code, _, err = _run(capsys, photo, '-o', tmp_path / 'o.png', '-q', '--overwrite')
   assert code == 0, err
   assert seen == [restore.Options(tlsc=None, ensemble=True, tile=40, dtype='bfloat16'),
-                  restore.Options(dtype='float32')]
+                  restore.Options()]
 
 
 def test_bad_files_get_one_line_each_and_the_rest_are_restored(tmp_path, capsys):
@@ -120,11 +120,10 @@ def test_never_writes_over_an_input(tmp_path, capsys):
   a = _photo(photos / 'a.png')
   before = a.read_bytes()
   _photo(photos / 'b.jpg', seed=1)
-  code, _, err = _run(capsys, photos, '-o', photos, '-q')
-  assert code == 1 and 'over an input' in err
-  assert a.read_bytes() == before
-  assert (photos / 'b.png').is_file()  # b.jpg's output is not an input: written
-  code, _, err = _run(capsys, a, '-o', a, '-q')
+  code, _, err = _run(capsys, photos, '-o', photos, '-q')  # its outputs would be inputs next
+  assert code == 2 and 'that is an input folder' in err
+  assert sorted(p.name for p in photos.iterdir()) == ['a.png', 'b.jpg'] and a.read_bytes() == before
+  code, _, err = _run(capsys, a, '-o', a, '-q', '--overwrite')
   assert code == 1 and 'over an input' in err and a.read_bytes() == before
 
 

@@ -28,6 +28,8 @@ from __future__ import annotations
 import logging
 import os
 import pathlib
+import secrets
+import shutil
 
 import jax
 import ml_collections
@@ -184,6 +186,9 @@ def save(model: JDSR, path: str | os.PathLike, *, overwrite: bool = False) -> No
 
   ``overwrite`` replaces an existing ``.pth`` file or jdsr checkpoint, and
   nothing else: any other file or directory at ``path`` is a CheckpointError.
+  The new checkpoint is written whole beside the old one, then put in its
+  place: a write that fails (a full disk) leaves the old one as it was and
+  raises a CheckpointError in one line.
   """
   path = pathlib.Path(path).absolute()
   is_pth = path.suffix == '.pth'
@@ -198,5 +203,26 @@ def save(model: JDSR, path: str | os.PathLike, *, overwrite: bool = False) -> No
     from jdsr.checkpoints import pth  # torch, only for .pth files
     pth.save(model, path)
     return
-  with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
-    ckptr.save(path, save_args(nnx.state(model, nnx.Param), model.config), force=overwrite)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.parent / f'.{path.name}.tmp-{secrets.token_hex(4)}'
+  orbax_log = logging.getLogger('absl')  # orbax logs each failed write with its traceback
+  level = orbax_log.level
+  orbax_log.setLevel(logging.CRITICAL)
+  try:
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+      ckptr.save(tmp, save_args(nnx.state(model, nnx.Param), model.config))
+    if path.exists():  # an earlier checkpoint (checked above): moved aside, then removed
+      old = path.parent / f'.{path.name}.old-{secrets.token_hex(4)}'
+      os.replace(path, old)
+      os.replace(tmp, path)
+      shutil.rmtree(old)
+    else:
+      os.replace(tmp, path)
+  except Exception as e:
+    raise CheckpointError(f'could not write the checkpoint {path} ({one_line(e)}); '
+                          + ('the old one is untouched' if path.exists() else 'nothing was written')
+                          ) from None
+  finally:
+    orbax_log.setLevel(level)
+    for leftover in path.parent.glob(tmp.name + '*'):  # left only by a failed write (orbax's too)
+      shutil.rmtree(leftover, ignore_errors=True)

@@ -218,9 +218,20 @@ def read(path: str | os.PathLike) -> dict:
 
 
 def to_array(value, key: str, source: str) -> np.ndarray:
-  """One tensor (or array) of a state dict as float32 NumPy; a CheckpointError if not finite."""
+  """One tensor (or array) of a state dict as float32 NumPy; a CheckpointError if not finite.
+
+  Real floating-point tensors only: float16, bfloat16 and float64 are cast to
+  float32 (what the network computes in); integer, boolean and complex tensors
+  are refused, naming the key.
+  """
   if not isinstance(value, np.ndarray):
+    if not value.dtype.is_floating_point:  # torch: ints, bools and complex are not
+      raise CheckpointError(f'{source}: {key} is a {str(value.dtype).removeprefix("torch.")} '
+                            'tensor, not floating point: refusing to load it as a weight')
     value = value.detach().float().numpy()
+  elif not np.issubdtype(value.dtype, np.floating):
+    raise CheckpointError(f'{source}: {key} is a {value.dtype} array, not floating point: '
+                          'refusing to load it as a weight')
   value = np.asarray(value, np.float32)
   if not np.isfinite(value).all():
     raise CheckpointError(f'{source}: {key} holds NaN or inf values: refusing to load broken '

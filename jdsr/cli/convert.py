@@ -36,7 +36,9 @@ def _main(argv: list[str] | None) -> int:
   model = common.load_input_model(args, args.out)
   try:
     checkpoints.save(model, args.out, overwrite=args.overwrite)
-  except ValueError as e:  # CheckpointError, FileExistsError is an OSError
+  except FileExistsError:
+    raise common.Failure(f'{args.out} exists; pass --overwrite to replace it') from None
+  except ValueError as e:  # CheckpointError
     raise common.Failure(common.one_line(e)) from None
   params = sum(leaf.size for leaf in jax.tree.leaves(nnx.state(model, nnx.Param)))
   print(f'wrote {args.out} ({params:,} parameters)')

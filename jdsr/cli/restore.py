@@ -47,9 +47,17 @@ def parse_args(argv: list[str] | None = None):
                  help="plain global pooling instead of TLSC (the paper's Model-3)")
   p.add_argument('--ensemble', action='store_true',
                  help='average the x8 self-ensemble (8 times slower)')
-  p.add_argument('--dtype', choices=('float32', 'bfloat16'), default='float32',
-                 help="the convolutions' dtype: bfloat16 is mixed precision, meant for GPUs "
-                      '(default: %(default)s)')
+  p.add_argument('--runtime', choices=('jax', 'onnxruntime', 'openvino'), default='jax',
+                 help='run the network in JAX, or in a CPU inference runtime from an ONNX file '
+                      "made once and cached (openvino is the fastest on CPUs; pip install "
+                      "'jdsr[openvino]' or 'jdsr[onnx]') (default: %(default)s)")
+  p.add_argument('--dtype', choices=('float32', 'bfloat16'), default=None,
+                 help="the convolutions' dtype: bfloat16 is mixed precision, for GPUs with jax "
+                      'and for CPUs with openvino (default: float32; with openvino, bfloat16 '
+                      'where the CPU has it)')
+  p.add_argument('--cache_dir', default=None,
+                 help="where the runtimes' ONNX files are cached (default: $JDSR_CACHE_DIR, "
+                      'else ~/.cache/jdsr)')
   p.add_argument('--max_output_megapixels', type=float, default=None,
                  help='refuse outputs larger than this (default: 256, a 4000x4000 input)')
   video = p.add_argument_group('video')
@@ -58,6 +66,9 @@ def parse_args(argv: list[str] | None = None):
                           'ffv1 or libx264rgb with --crf 0 store the frames losslessly)')
   video.add_argument('--crf', type=int, default=None,
                      help='quality of libx264/libx265/libvpx-vp9 (default 18; 0: lossless)')
+  p.add_argument('--overwrite', action='store_true',
+                 help='replace existing output files (never an input); without it, an existing '
+                      'output is refused')
   p.add_argument('-q', '--quiet', action='store_true', help='no progress bars')
   return p.parse_args(argv)
 
@@ -136,7 +147,7 @@ def _main(argv: list[str] | None) -> int:
     return 1
   single = len(args.inputs) == 1 and len(inputs) == 1 and not inputs[0].in_folder
   try:
-    jobs, refused = outputs.plan(inputs, args.output, single=single)
+    jobs, refused = outputs.plan(inputs, args.output, single=single, overwrite=args.overwrite)
   except ValueError as e:
     raise common.Failure(str(e), code=2) from None
   for item in inputs:
@@ -151,12 +162,19 @@ def _main(argv: list[str] | None) -> int:
     raise common.Failure(problem)
 
   config_lib.use_compilation_cache()  # as eval.py: the next run does not compile again
+  try:
+    options = restore.Options(tlsc=None if args.notlsc else layers.TLSC(),
+                              ensemble=args.ensemble, tile=args.tile, dtype=args.dtype,
+                              runtime=args.runtime, cache_dir=args.cache_dir,
+                              **({} if args.max_output_megapixels is None else
+                                 {'max_output_megapixels': args.max_output_megapixels}))
+  except ValueError as e:
+    raise common.Failure(f'--{common.one_line(e)}', code=2) from None
   model = common.load_model(args)
-  options = restore.Options(tlsc=None if args.notlsc else layers.TLSC(),
-                            ensemble=args.ensemble, tile=args.tile, dtype=args.dtype,
-                            **({} if args.max_output_megapixels is None else
-                               {'max_output_megapixels': args.max_output_megapixels}))
-  model = options.model(model)  # once, not per file
+  try:
+    model = options.model(model, announce=lambda m: tqdm.write(m, file=sys.stderr))  # once
+  except ValueError as e:  # a runtime that is not installed, a dtype it lacks
+    raise common.Failure(common.one_line(e)) from None
 
   done, failed = 0, len(errors)
   start = time.perf_counter()

@@ -9,7 +9,9 @@ file name where two images share a stem (``a.png`` and ``a.jpg`` are named
 that no output overwrites another.
 
 ``plan(inputs, output)`` then maps each input to its output file, refusing
-outputs that are inputs, and two inputs that would share an output.
+outputs that are inputs, two inputs that would share an output, an existing
+file at an output (unless ``overwrite``), and an output folder that is an
+input folder (the next run would restore the outputs again).
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def skip_reason(item: Input) -> str:
 
 
 
-def plan(inputs: list[Input], output: pathlib.Path, *, single: bool
+def plan(inputs: list[Input], output: pathlib.Path, *, single: bool, overwrite: bool = False
          ) -> tuple[list[Job], list[str]]:
   """Each image or video input → its output under ``output``, and a one-line error per refusal.
 
@@ -107,11 +109,18 @@ def plan(inputs: list[Input], output: pathlib.Path, *, single: bool
   Otherwise ``output`` is a folder: ``NAME.png`` for images, ``NAME.EXT`` for
   videos (EXT the input's); an ``output`` that looks like a file is then a
   ValueError. Inputs of other types (``'other'``) get no job (see ``skip_reason``).
+  An output folder that is a folder of inputs is a ValueError (its outputs would
+  be read as inputs by the next run); an existing file at an output is refused
+  unless ``overwrite``.
   """
   suffix = output.suffix.lower()
   names_a_file = single and not output.is_dir() and suffix != ''
   if not single and not output.is_dir() and suffix in WRITE_SUFFIXES + VIDEO_SUFFIXES:
     raise ValueError(f'-o {output}: with several inputs (or a folder), -o must be a folder')
+  folders = {item.path.parent.resolve() for item in inputs if item.in_folder}
+  if not names_a_file and output.resolve() in folders:
+    raise ValueError(f'-o {output}: that is an input folder, and its restored images would be '
+                     'restored again by the next run; choose another folder')
   jobs, errors, taken = [], [], {}
   protected = {p.path.resolve() for p in inputs}
   for item in inputs:
@@ -129,6 +138,8 @@ def plan(inputs: list[Input], output: pathlib.Path, *, single: bool
       target = output / (item.name + (item.path.suffix.lower() if is_video else '.png'))
     if target.resolve() in protected:
       errors.append(f'{target}: refusing to write over an input; choose another output')
+    elif not overwrite and (target.exists() or target.is_symlink()):
+      errors.append(f'{target}: exists; pass --overwrite to replace it')
     elif target.resolve() in taken:
       errors.append(f'{item.path}: its output {target} is also that of '
                     f'{taken[target.resolve()]}; restore it separately')
