@@ -63,7 +63,8 @@ _SHORTHANDS = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'ta
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+    print(f'eval.py: error: unexpected arguments: {" ".join(argv[1:])}', file=sys.stderr)
+    sys.exit(config_lib.USAGE_ERROR)
   logging.set_verbosity(logging.WARNING)  # orbax logs a dozen INFO lines per checkpoint read
   try:
     config = config_lib.from_flag(_CONFIG)

@@ -18,6 +18,7 @@ import logging as std_logging
 import os
 import sys
 import threading
+import time
 
 # TensorFlow (the input pipeline) logs its own INFO and WARNING lines, among them the whole
 # Python traceback of a data error that this program reports in one line: keep its errors only
@@ -41,6 +42,9 @@ flags.DEFINE_bool('distributed', False,
 flags.DEFINE_string('coordinator_address', None, "With --distributed: process 0's HOST:PORT.")
 flags.DEFINE_integer('num_processes', None, 'With --distributed: how many processes in all.')
 flags.DEFINE_integer('process_id', None, 'With --distributed: this process, 0 to num_processes-1.')
+flags.DEFINE_float('coordinator_timeout', 300.0,
+                   'With --distributed: seconds to wait for the coordinator and every process to '
+                   'join, with progress every 10 s; then one line and exit status 1.')
 config_lib.define_compilation_cache_flag()
 flags.mark_flags_as_required(['config', 'workdir'])
 FLAGS = flags.FLAGS
@@ -80,14 +84,65 @@ def _leave_now(code: int) -> None:
   os._exit(code)
 
 
+def _usage_error(message: str) -> None:
+  """A usage error: one line, exit status 2 (as argparse's and the other commands')."""
+  print(f'train.py: error: {message}', file=sys.stderr)
+  sys.exit(config_lib.USAGE_ERROR)
+
+
+def _join_distributed() -> None:
+  """``jax.distributed.initialize`` with the flags, a bounded wait and progress while it waits.
+
+  JAX would wait ``initialization_timeout`` in silence and then abort with a C++
+  stack; a watchdog prints progress every 10 s and, at ``--coordinator_timeout``,
+  one line naming the coordinator, and exits with 1 before JAX would.
+  """
+  given = {'--coordinator_address': FLAGS.coordinator_address,
+           '--num_processes': FLAGS.num_processes, '--process_id': FLAGS.process_id}
+  if any(v is not None for v in given.values()) and None in given.values():
+    missing = ', '.join(k for k, v in given.items() if v is None)
+    _usage_error(f'--distributed: give all three of {", ".join(given)} or none (then they come '
+                 f'from the environment); missing {missing}')
+  if FLAGS.num_processes is not None and FLAGS.num_processes < 1:
+    _usage_error(f'--num_processes must be 1 or more, got {FLAGS.num_processes}')
+  if FLAGS.process_id is not None and not 0 <= FLAGS.process_id < FLAGS.num_processes:
+    _usage_error(f'--process_id must be in 0..{FLAGS.num_processes - 1} (--num_processes '
+                 f'{FLAGS.num_processes}), got {FLAGS.process_id}')
+  timeout = FLAGS.coordinator_timeout
+  if not 0 < timeout < float('inf'):
+    _usage_error(f'--coordinator_timeout must be a number of seconds above 0, got {timeout}')
+  where = FLAGS.coordinator_address or os.environ.get('JAX_COORDINATOR_ADDRESS') or 'the coordinator'
+  joined = threading.Event()
+
+  def watchdog() -> None:
+    start = time.monotonic()
+    while not joined.wait(min(10.0, timeout)):
+      waited = time.monotonic() - start
+      if waited >= timeout:
+        print(f'train.py: error: could not reach the coordinator at {where} and the other '
+              f'processes within {timeout:g} s (--coordinator_timeout); is process 0 running '
+              'there, and are all processes started?', file=sys.stderr)
+        _leave_now(1)
+      print(f'train.py: waiting for the coordinator at {where} and the other processes '
+            f'({waited:.0f} of {timeout:g} s)', file=sys.stderr, flush=True)
+
+  threading.Thread(target=watchdog, name='coordinator-watchdog', daemon=True).start()
+  # CPU processes exchange gradients through Gloo (GPUs use NCCL; this setting is CPU-only).
+  jax.config.update('jax_cpu_collectives_implementation', 'gloo')
+  try:
+    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
+                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id,
+                               initialization_timeout=int(timeout) + 60)  # the watchdog first
+  except ValueError as e:  # no coordinator given nor found in the environment
+    _usage_error(f'--distributed: {one_line(e)}')
+  joined.set()
+
+
 def main(argv: list[str]) -> int:
   if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+    _usage_error(f'unexpected arguments: {" ".join(argv[1:])}')
   if FLAGS.distributed:
-    # CPU processes exchange gradients through Gloo (GPUs use NCCL; this setting is CPU-only).
-    jax.config.update('jax_cpu_collectives_implementation', 'gloo')
-    jax.distributed.initialize(coordinator_address=FLAGS.coordinator_address,
-                               num_processes=FLAGS.num_processes, process_id=FLAGS.process_id)
+    _join_distributed()
   # Imported after jax.distributed.initialize, which must come before any computation.
   from jdsr import checkpoints
   from jdsr.train import loop

@@ -7,8 +7,8 @@ official-layout PyTorch network (``jdsr.nn.torch_network``, fp32), jdsr in JAX
 (fp32) and OpenVINO (fp32, and bf16 where the CPU has it). Each runs in a
 process of its own, pinned to the same ``--threads`` cores, and reports its
 first call, the median of ``--runs`` calls after it, and its peak RSS; the
-table names the CPU. The ONNX file is made once, before the timed processes
-(its conversion time is printed), in ``--cache_dir``.
+table names the CPU. The ONNX file is made once, in a process of its own
+before the timed ones (its time and peak memory are printed), in ``--cache_dir``.
 
 ``--yardstick`` adds OpenVINO rows for the same network exported from the
 PyTorch module (``torch.onnx.export``, NCHW): what the runtime does with the
@@ -85,7 +85,19 @@ def main() -> None:
                       help="also OpenVINO on PyTorch's own NCHW export of the network")
   parser.add_argument('--small', action='store_true', help='the tiny model (a smoke run)')
   parser.add_argument('--one', nargs=3, metavar=('SIDE', 'DTYPE', 'PATH'), help=argparse.SUPPRESS)
+  parser.add_argument('--make', nargs=2, metavar=('WHAT', 'PATH'), help=argparse.SUPPRESS)
   args = parser.parse_args()
+  if args.make:  # a file to time, made in a process of its own
+    what, path = args.make
+    start = time.perf_counter()
+    if what == 'torch-graph':
+      _torch_graph(pathlib.Path(path), args.small)
+    else:
+      from jdsr.inference import runtimes
+      path = runtimes.cached_onnx(_model(args.small), None, path)
+    print('RESULT ' + json.dumps({'path': str(path), 'seconds': time.perf_counter() - start,
+                                  'memory': vs_pytorch.peak_rss_gib()}))
+    return
   if args.one:
     os.sched_setaffinity(0, range(args.threads))
     if args.one[0] == 'pytorch':
@@ -94,27 +106,32 @@ def main() -> None:
     print('RESULT ' + json.dumps(_measure(*args.one[:2], args.runs, args.small, args.one[2])))
     return
 
-  from jdsr.inference import runtimes
+  def make(what: str, path) -> dict:
+    command = [sys.executable, '-m', 'benchmarks.runtimes', '--make', what, str(path)]
+    done = subprocess.run(command + (['--small'] if args.small else []), cwd=ROOT,
+                          capture_output=True, text=True)
+    line = [l for l in done.stdout.splitlines() if l.startswith('RESULT ')]
+    if done.returncode or not line:
+      sys.exit(f'making {what} failed: {done.stderr[-3000:]}')
+    return json.loads(line[0][7:])
 
   with tempfile.TemporaryDirectory() as tmp:
-    cache = args.cache_dir or tmp
-    start = time.perf_counter()
-    path = runtimes.cached_onnx(_model(args.small), None, cache)
-    convert = time.perf_counter() - start
+    made = make('onnx', args.cache_dir or tmp)
+    path = made['path']
     rows = [('pytorch', 'float32', ''), ('jax', 'float32', ''),
             ('onnxruntime', 'float32', path), ('openvino', 'float32', path)]
-    bf16 = runtimes.bf16_supported()
+    bf16 = 'avx512_bf16' in vs_pytorch.cpu() or 'amx_bf16' in vs_pytorch.cpu()
     if bf16:
       rows.append(('openvino', 'bfloat16', path))
     if args.yardstick:
-      torch_graph = pathlib.Path(tmp) / 'torch_nchw.onnx'
-      _torch_graph(torch_graph, args.small)
+      torch_graph = make('torch-graph', pathlib.Path(tmp) / 'torch_nchw.onnx')['path']
       rows += [('openvino-torch-graph', d, torch_graph) for d in ('float32', 'bfloat16')[:1 + bf16]]
 
     print(f'# {time.strftime("%Y-%m-%d")}; {vs_pytorch.cpu()}; {args.threads} threads each; '
           f'forward {SHAPE[2]}x{SHAPE[3]} -> {4 * SHAPE[2]}x{4 * SHAPE[3]}, no TLSC; median of '
           f'{args.runs} after the first call' + (' (tiny model)' if args.small else ''))
-    print(f'# ONNX file made in {convert:.1f} s (or taken from the cache)')
+    print(f'# ONNX file made in {made["seconds"]:.1f} s (or taken from the cache), peak memory '
+          f'{made["memory"]:.1f} GiB', flush=True)
     print('| runtime | dtype | time | vs PyTorch fp32 | first call | peak memory |')
     print('|---|---|---|---|---|---|')
     env = dict(os.environ, JAX_PLATFORMS='cpu')

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 
 import ml_collections
@@ -100,11 +101,16 @@ def resolve_model(spec: str) -> ml_collections.ConfigDict:
 # -- command lines ------------------------------------------------------------------
 
 
+USAGE_ERROR = 2  # the exit status of a usage error, as argparse's (the console scripts')
+
+
 def parse_flags(argv: list[str]) -> list[str]:
   """absl's flag parsing, with any error in one line: ``app.run(main, flags_parser=parse_flags)``.
 
   A config file that cannot be loaded (a syntax error, ``get_config`` raising)
-  is reported by absl as a traceback; here it is one line.
+  is reported by absl as a traceback; here it is one line, and an override of a
+  field the config does not have (``--config.foo=1``) names that field. Every
+  such error is a usage error: exit status 2.
   """
   from absl import flags
   try:
@@ -112,8 +118,24 @@ def parse_flags(argv: list[str]) -> list[str]:
   except Exception as e:  # noqa: BLE001 - flags.Error, or whatever loading a config file raised
     message = one_line(e, last=True)
     if not isinstance(e, flags.Error):
-      message = f'cannot load the config file ({type(e).__name__}: {message})'
-    sys.exit(f'{os.path.basename(argv[0])}: error: {message}')
+      message = (_unknown_field(argv, e) or
+                 f'cannot load the config file ({type(e).__name__}: {message})')
+    print(f'{os.path.basename(argv[0])}: error: {message}', file=sys.stderr)
+    sys.exit(USAGE_ERROR)
+
+
+def _unknown_field(argv: list[str], error: BaseException) -> str | None:
+  """The message for an override of a config field that does not exist, if that is ``error``."""
+  if not isinstance(error, (AttributeError, KeyError)):
+    return None
+  for arg in argv[1:]:
+    match = re.match(r'--(\w+)\.([\w.]+)(=|$)', arg)
+    if match and any(f"'{part}'" in str(error) for part in match[2].split('.')):
+      name, field = match[1], match[2]
+      source = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith(f'--{name}=')), None)
+      return (f'--{name}.{field}: the config{f" ({source})" if source else ""} has no field '
+              f'{field!r}; its get_config() lists the fields there are')
+  return None
 
 
 def from_flag(holder) -> ml_collections.ConfigDict | None:

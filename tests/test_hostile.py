@@ -64,8 +64,8 @@ def _lock(folder: pathlib.Path, pid: int, host: str, age: float = 0) -> pathlib.
 def test_a_restarted_container_takes_over_the_lock_of_its_own_pid(tmp_path):
   """PID 1 restarted: the lock names this very process, which cannot be another run."""
   _lock(tmp_path, os.getpid(), socket.gethostname())
-  with locks.hold(tmp_path) as path:
-    assert json.loads(path.read_text())['token'] != 'theirs'
+  with locks.hold(tmp_path) as lease:
+    assert json.loads(lease.path.read_text())['token'] != 'theirs'
   assert not (tmp_path / locks.NAME).exists()
 
 
@@ -82,11 +82,16 @@ def test_a_lock_from_another_host_is_a_lease(tmp_path):
 
 
 def test_the_heartbeat_keeps_the_lease_and_only_its_own_lock_is_removed(tmp_path):
-  with locks.hold(tmp_path, heartbeat=0.05) as path:
-    os.utime(path, (time.time() - 100, time.time() - 100))
+  with locks.hold(tmp_path, heartbeat=0.05) as lease:
+    os.utime(lease.path, (time.time() - 100, time.time() - 100))
     time.sleep(0.5)
-    assert time.time() - path.stat().st_mtime < 5  # refreshed
+    assert time.time() - lease.path.stat().st_mtime < 5  # refreshed
+    lease.check()
     _lock(tmp_path, 1, 'elsewhere')  # taken over meanwhile by someone else
+    time.sleep(0.3)
+    assert lease.lost.is_set()  # the heartbeat saw it
+    with pytest.raises(locks.LockError, match='now held by pid 1 on elsewhere while this run ran'):
+      lease.check()
   assert json.loads((tmp_path / locks.NAME).read_text())['token'] == 'theirs'
 
 

@@ -123,6 +123,18 @@ def test_many_missing_are_capped(tmp_path):
   assert message.startswith('15 unmatched frames')
   assert message.count('no sharp HR for') == reds.MAX_LISTED == 10
   assert message.endswith('and 5 more')
+  assert '\n' not in message  # the commands print an error's first line: it names the frames
+
+
+def test_one_unmatched_frame_is_named_in_the_one_line(tmp_path):
+  from jdsr.errors import one_line
+  reds.write_fake_reds(tmp_path, 'val', sequences=1, frames=range(2))
+  (tmp_path / VAL_SHARP / '000' / '00000001.png').unlink()
+  with pytest.raises(reds.REDSError) as error:
+    reds.list_frames(tmp_path)
+  assert one_line(error.value).startswith('1 unmatched frame in ')
+  assert one_line(error.value).endswith(': no sharp HR for 000_00000001: expected '
+                                        f'{tmp_path / VAL_SHARP / "000/00000001.png"}')
 
 
 def test_missing_root_dir_lists_tried_paths(tmp_path):

@@ -120,9 +120,10 @@ def _raise_problems(problems: list[str], what: str) -> None:
     return
   shown = problems[:MAX_LISTED]
   more = len(problems) - len(shown)
-  tail = f'\n  … and {more} more' if more else ''
+  tail = f'; and {more} more' if more else ''
   plural = 's' if len(problems) > 1 else ''
-  raise REDSError(f'{len(problems)} unmatched frame{plural} in {what}:\n  ' + '\n  '.join(shown) + tail)
+  # One line (the commands print the first line of an error): the frames named, then a count.
+  raise REDSError(f'{len(problems)} unmatched frame{plural} in {what}: ' + '; '.join(shown) + tail)
 
 
 def list_frames(root: PathLike, split: str = 'val', subset: str | None = None,

@@ -15,10 +15,12 @@ official implementation exactly (see docs/network.md, "Operators"):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jdsr.nn import layout, winograd
@@ -85,7 +87,14 @@ def conv(in_features: int, out_features: int, kernel_size: int, *, impl: str = '
 
 
 def prelu(negative_slope: Array) -> Act:
-  """The shared PReLU as a pure function of its one parameter."""
+  """The shared PReLU as a pure function of its one parameter.
+
+  Traced for ONNX with the weights as constants (``jdsr.checkpoints.onnx``), it is
+  ``jax.nn.leaky_relu`` with that slope: one ``LeakyRelu``, which the runtimes fuse into
+  the convolution before it.
+  """
+  if layout.is_channels_first() and isinstance(negative_slope, np.ndarray):
+    return functools.partial(jax.nn.leaky_relu, negative_slope=float(negative_slope.reshape(())))
   return lambda x: jnp.where(x >= 0, x, negative_slope.astype(x.dtype) * x)
 
 
@@ -106,21 +115,29 @@ def _upsample2_axis(x: Array, axis: int) -> Array:
   # Output 2k samples the source at k - 1/4, output 2k+1 at k + 1/4; the
   # neighbours are clamped at the borders (PyTorch clamps the source index).
   n = x.shape[axis]
-  if layout.is_channels_first():  # gathers: no slices or concatenations of a symbolic axis
-    index = jax.lax.iota(jnp.int32, n)
-    prev = jnp.take(x, jnp.maximum(index - 1, 0), axis=axis)
-    nxt = jnp.take(x, jnp.minimum(index + 1, n - 1), axis=axis)
-  else:
-    prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis),
-                            jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis=axis)
-    nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
-                           jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
+  if layout.is_channels_first():
+    # Two gathers straight to the 2n outputs: no slice or concatenation of a symbolic axis,
+    # and no interleaving copy. Output j = 0.75 x[j // 2] + 0.25 x[its neighbour on j's side].
+    near, far = layout.shared(('upsample2', str(n)), lambda: _upsample2_indices(n))
+    return 0.75 * jnp.take(x, near, axis=axis) + 0.25 * jnp.take(x, far, axis=axis)
+  prev = jnp.concatenate([jax.lax.slice_in_dim(x, 0, 1, axis=axis),
+                          jax.lax.slice_in_dim(x, 0, n - 1, axis=axis)], axis=axis)
+  nxt = jnp.concatenate([jax.lax.slice_in_dim(x, 1, n, axis=axis),
+                         jax.lax.slice_in_dim(x, n - 1, n, axis=axis)], axis=axis)
   even = 0.75 * x + 0.25 * prev
   odd = 0.75 * x + 0.25 * nxt
   out = jnp.stack([even, odd], axis=axis + 1)
   shape = list(x.shape)
   shape[axis] = 2 * n
   return out.reshape(shape)
+
+
+def _upsample2_indices(n) -> tuple[Array, Array]:
+  """For ``_upsample2_axis`` in NCHW: each output's source sample and its clamped neighbour."""
+  j = jax.lax.iota(jnp.int32, 2 * n)
+  near = jax.lax.div(j, 2)  # j // 2 for j >= 0, without jnp.floor_divide's rem
+  odd = j - 2 * near  # j % 2
+  return near, jnp.clip(near + 2 * odd - 1, 0, jnp.asarray(n, jnp.int32) - 1)
 
 
 @jax.named_scope(RESAMPLE_SCOPE)

@@ -153,12 +153,20 @@ class DownSample(nnx.Module):
 
 
 class UpSample(nnx.Module):
-  """Bilinear ×2 → conv 1 (c + s → c)."""
+  """Bilinear ×2 → conv 1 (c + s → c).
+
+  Both are linear and act on different axes, so they commute: traced for ONNX
+  (``layout.channels_first()``) the conv goes first, on a quarter of the pixels,
+  and the upsampling moves c channels instead of c + s (the same numbers to float
+  rounding, as ``layers.pool_conv`` for TLSC).
+  """
 
   def __init__(self, conv: Conv, c: int, s: int, *, rngs: nnx.Rngs):
     self.conv = conv(c + s, c, 1, rngs=rngs)
 
   def __call__(self, x: Array) -> Array:
+    if layout.is_channels_first():
+      return layers.upsample2(self.conv(x))
     return self.conv(layers.upsample2(x))
 
 

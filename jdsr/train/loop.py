@@ -41,6 +41,7 @@ import pathlib
 import shutil
 import signal
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -192,33 +193,84 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: pathlib.Path) -> Iterator[None]:
+def workdir_lock(workdir: pathlib.Path) -> Iterator[locks.Lease | None]:
   """Hold ``WORKDIR/.lock`` (``jdsr.io.locks``: a lease with a heartbeat) while a run trains there.
 
   A second live run in the same workdir is refused with a TrainingError; the
-  lock of a run that is gone is taken over. In a multi-host run, process 0
-  holds it for all.
+  lock of a run that is gone is taken over. Yields the ``Lease`` (the loop
+  checks it at every step and before every save: a run whose lock was removed or
+  taken stops with a TrainingError, writing nothing more). In a multi-host run,
+  process 0 holds it for all (the others get None).
   """
   if jax.process_index() > 0:
-    yield
+    yield None
     return
   try:
-    with locks.hold(workdir, what='run'):
-      yield
+    with locks.hold(workdir, what='run') as lease:
+      yield lease
   except locks.LockError as e:
     raise TrainingError(str(e)) from None
+
+
+def remove_stale_tmp(directory: pathlib.Path, older_than: float = locks.LEASE) -> None:
+  """Removes orbax's temporary checkpoints in ``directory`` left by a run that is gone.
+
+  Only those not written for ``older_than`` seconds: one that a live run is
+  still writing (a run whose lock was removed under it) is left alone. (orbax's
+  own start-up clean-up removes them all.)
+  """
+  now = time.time()
+  for tmp in directory.glob('*.orbax-checkpoint-tmp*'):
+    try:
+      newest = max((p.lstat().st_mtime for p in [tmp, *tmp.rglob('*')]), default=0.0)
+    except OSError:
+      continue
+    if now - newest > older_than:
+      logging.warning('removing %s, a checkpoint left unfinished by an earlier run', tmp)
+      shutil.rmtree(tmp, ignore_errors=True)
+
+
+class _Damaged(Exception):
+  """A checkpoint that cannot be resumed from: unreadable, or holding NaN or inf values."""
 
 
 def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
             config: ml_collections.ConfigDict, workdir: pathlib.Path
             ) -> tuple[phases.TrainState, dict]:
-  """The state of the latest checkpoint and its 'train' record, if it continues ``config``'s run."""
-  step = manager.latest_step()
+  """The state of the latest good checkpoint and its 'train' record, if it continues the run.
+
+  Each checkpoint is checked as ``jdsr.load`` checks parameters (every value
+  finite). A damaged one (unreadable, or NaN or inf) is moved aside to
+  ``checkpoints/damaged-N``, with a warning, and the one before it is tried; if
+  none is good, a TrainingError names them.
+  """
+  damaged = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      state, train = _resume_step(manager, step, abstract, config, workdir)
+    except _Damaged as e:
+      damaged.append(str(e))
+      aside = workdir / 'checkpoints' / f'damaged-{step}'
+      os.replace(workdir / 'checkpoints' / str(step), aside)
+      manager.reload()
+      continue
+    if damaged:
+      logging.warning('%s: resuming from step %d instead (the damaged ones are in '
+                      'checkpoints/damaged-*)', '; '.join(damaged), step)
+    return state, train
+  raise TrainingError(f'no checkpoint can be resumed from: {"; ".join(damaged)}; the damaged '
+                      'ones are in checkpoints/damaged-*')
+
+
+def _resume_step(manager: ocp.CheckpointManager, step: int, abstract: phases.TrainState,
+                 config: ml_collections.ConfigDict, workdir: pathlib.Path
+                 ) -> tuple[phases.TrainState, dict]:
+  """The state of checkpoint ``step``; ``_Damaged`` if it cannot be read or is not finite."""
   where = workdir / 'checkpoints' / str(step)
   try:
     saved = manager.restore(step, args=checkpoints.restore_args(model_config=True, train=True))
   except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
-    raise TrainingError(f'{where}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
+    raise _Damaged(f'{where} cannot be read ({_what_is_missing(where, e)})') from None
   for key in ('phase', 'seed', 'batch_size'):
     if saved.train[key] != config[key]:
       raise TrainingError(
@@ -229,10 +281,37 @@ def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
     restored = manager.restore(step, args=checkpoints.restore_args(
         params=abstract.params, opt_state=abstract.opt_state))
   except Exception as e:  # noqa: BLE001
-    raise TrainingError(f'{where}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
+    raise _Damaged(f'{where} cannot be read ({_what_is_missing(where, e)})') from None
+  bad = [jax.tree_util.keystr(path) for path, leaf in
+         jax.tree_util.tree_leaves_with_path((restored.params, restored.opt_state))
+         if jnp.issubdtype(leaf.dtype, jnp.inexact) and not bool(jnp.isfinite(leaf).all())]
+  if bad:
+    raise _Damaged(f'{where} holds NaN or inf values ({len(bad)} arrays, such as {bad[0]})')
   logging.info('Resuming from step %d', step)
   return phases.TrainState(step=jnp.asarray(saved.train['step'], jnp.int32),
                            params=restored.params, opt_state=restored.opt_state), saved.train
+
+
+def _what_is_missing(where: pathlib.Path, error: BaseException) -> str:
+  """What a checkpoint that cannot be read lacks, in a few words (orbax's own text is not)."""
+  for part in ('params', 'opt_state', 'train', 'model_config'):
+    folder = where / part
+    if not folder.exists():
+      return f'its {part}/ is missing'
+    if folder.is_dir() and (folder / 'manifest.ocdbt').exists():
+      listed = {p.name for p in (folder / 'ocdbt.process_0' / 'd').glob('*')}
+      manifest = (folder / 'manifest.ocdbt').read_bytes()
+      absent = sorted({name for name in _data_files(manifest) if name not in listed})
+      if absent:
+        return f'{part}/ocdbt.process_0/d/{absent[0]} is missing' + (
+            f', and {len(absent) - 1} more' if len(absent) > 1 else '')
+  return one_line(error, kind=True)[:200]
+
+
+def _data_files(manifest: bytes) -> set[str]:
+  """The names of the data files an OCDBT manifest refers to (32 hex digits each)."""
+  import re
+  return set(m.decode() for m in re.findall(rb'[0-9a-f]{32}', manifest))
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
@@ -247,24 +326,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   _check_config(config)
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
-  with workdir_lock(workdir):
-    return _train(config, workdir, batches)
+  # SIGTERM and SIGINT are caught from before the lock is taken: one that comes while the run
+  # starts (compiling, say) stops it before its first step, in one line, the lock released.
+  signals = _Signals(enabled=jax.process_count() == 1)
+  try:
+    with workdir_lock(workdir) as lease:
+      return _train(config, workdir, batches, signals, lease)
+  finally:
+    signals.restore()
 
 
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-           batches: Callable[[int], Iterator[dict]] | None) -> Result:
+           batches: Callable[[int], Iterator[dict]] | None, signals: _Signals,
+           lease: locks.Lease | None) -> Result:
   # Each manager its own barrier names: with several processes, the periodic and the best
   # checkpoint of one step are saved at once, and orbax names its barriers by step.
   sync = lambda prefix: ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
+  if jax.process_index() == 0:
+    for folder in ('checkpoints', 'best'):
+      if (workdir / folder).is_dir():
+        remove_stale_tmp(workdir / folder)
   manager = ocp.CheckpointManager(workdir / 'checkpoints', options=ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, create=True, cleanup_tmp_directories=True,
+      max_to_keep=config.keep_checkpoints, create=True,
       multiprocessing_options=sync('checkpoints')))
   best = ocp.CheckpointManager(
       workdir / 'best', options=ocp.CheckpointManagerOptions(
           max_to_keep=1, create=True, best_fn=lambda m: m['val/psnr'], best_mode='max',
-          cleanup_tmp_directories=True, multiprocessing_options=sync('best')))
+          multiprocessing_options=sync('best')))
   try:
-    return _run(config, workdir, batches, manager, best)
+    return _run(config, workdir, batches, manager, best, signals, lease)
   finally:  # also when the run stops early: orbax's threads end before the interpreter does
     manager.close()
     best.close()
@@ -272,7 +362,7 @@ def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
 def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
          batches: Callable[[int], Iterator[dict]] | None, manager: ocp.CheckpointManager,
-         best: ocp.CheckpointManager) -> Result:
+         best: ocp.CheckpointManager, signals: _Signals, lease: locks.Lease | None) -> Result:
   from jdsr.data import pipeline
 
   phase = phases.get(config.phase)
@@ -348,12 +438,21 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   def stop(problem: str) -> TrainingError:
     last = manager.latest_step()
     return TrainingError(
-        f'{problem}: stopped. The last good checkpoint is '
-        f'{workdir / "checkpoints" / str(last) if last else "none"}. Lower the learning rate or '
-        'check the data.')
+        f'{problem}: stopped. The latest checkpoint is '
+        f'{workdir / "checkpoints" / str(last) if last else "none"} (checked when it is resumed). '
+        'Lower the learning rate or check the data.')
+
+  def still_ours() -> None:
+    """A TrainingError if the workdir's lock was removed or taken by another run."""
+    try:
+      if lease is not None:
+        lease.check()
+    except locks.LockError as e:
+      raise TrainingError(str(e)) from None
 
   def save(step: int) -> None:
     """A checkpoint of ``state``, unless the model's output has become NaN or inf."""
+    still_ours()
     out = np.asarray(predict(state.params, probe))
     if not np.isfinite(out).all():
       raise stop(f'at step {step} the model outputs NaN or inf (the parameters have diverged); '
@@ -362,9 +461,14 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         state.params, model_config, opt_state=state.opt_state, train=train_info(step))),
         (state.params, state.opt_state))
 
-  signals = _Signals(enabled=jax.process_count() == 1)
+  if signals.received:  # while the run was starting: nothing new to save
+    latest = manager.latest_step()
+    raise Stopped(signals.received, start,
+                  workdir / 'checkpoints' / str(latest) if latest is not None else None)
   try:
     for step in range(start + 1, config.num_train_steps + 1):
+      if lease is not None and lease.lost.is_set():
+        still_ours()
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         batch, host_batch = _next_batch(data)
         if probe is None:
@@ -416,7 +520,6 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
       save(int(state.step))
     raise
   finally:
-    signals.restore()
     data = None
     manager.wait_until_finished()
     best.wait_until_finished()
