@@ -23,9 +23,12 @@ from ml_collections import config_flags
 
 from jdsr import config as config_lib
 
-_CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
-                           'eval_demo.py'), 'Evaluation config file (default: the demo).')
+try:  # with a default file, ml_collections applies the --config.FIELD overrides here
+  _CONFIG = config_flags.DEFINE_config_file(
+      'config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'configs',
+                             'eval_demo.py'), 'Evaluation config file (default: the demo).')
+except (AttributeError, KeyError) as e:
+  config_lib.usage_error(sys.argv, config_lib.unknown_field(sys.argv, e) or str(e))
 # Shorthands for the config fields people set most; None: keep the config's value.
 flags.DEFINE_string('checkpoint', None,
                     'Official .pth, jdsr checkpoint directory or training workdir (its best).')

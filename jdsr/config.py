@@ -118,13 +118,18 @@ def parse_flags(argv: list[str]) -> list[str]:
   except Exception as e:  # noqa: BLE001 - flags.Error, or whatever loading a config file raised
     message = one_line(e, last=True)
     if not isinstance(e, flags.Error):
-      message = (_unknown_field(argv, e) or
+      message = (unknown_field(argv, e) or
                  f'cannot load the config file ({type(e).__name__}: {message})')
-    print(f'{os.path.basename(argv[0])}: error: {message}', file=sys.stderr)
-    sys.exit(USAGE_ERROR)
+    usage_error(argv, message)
 
 
-def _unknown_field(argv: list[str], error: BaseException) -> str | None:
+def usage_error(argv: list[str], message: str) -> None:
+  """Prints ``PROG: error: MESSAGE`` and exits with ``USAGE_ERROR``."""
+  print(f'{os.path.basename(argv[0])}: error: {message}', file=sys.stderr)
+  sys.exit(USAGE_ERROR)
+
+
+def unknown_field(argv: list[str], error: BaseException) -> str | None:
   """The message for an override of a config field that does not exist, if that is ``error``."""
   if not isinstance(error, (AttributeError, KeyError)):
     return None
@@ -132,7 +137,10 @@ def _unknown_field(argv: list[str], error: BaseException) -> str | None:
     match = re.match(r'--(\w+)\.([\w.]+)(=|$)', arg)
     if match and any(f"'{part}'" in str(error) for part in match[2].split('.')):
       name, field = match[1], match[2]
-      source = next((a.split('=', 1)[1] for a in argv[1:] if a.startswith(f'--{name}=')), None)
+      args = argv[1:]
+      source = next((a.split('=', 1)[1] if '=' in a else (args[i + 1] if i + 1 < len(args) else None)
+                     for i, a in enumerate(args) if a == f'--{name}' or a.startswith(f'--{name}=')),
+                    None)
       return (f'--{name}.{field}: the config{f" ({source})" if source else ""} has no field '
               f'{field!r}; its get_config() lists the fields there are')
   return None

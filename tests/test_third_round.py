@@ -121,7 +121,7 @@ def test_a_mis_set_distributed_run_is_one_line_naming_the_flag(tmp_path, flags, 
      "--config.foo: the config (configs/tiny.py) has no field 'foo'"),
     (['--workdir', 'w', '--config.data.nothing=1'],
      "--config.data.nothing: the config (configs/tiny.py) has no field 'data.nothing'"),
-    ([], 'flag --workdir must have a value other than None'),
+    ([], 'Flag --workdir must have a value other than None'),
     (['--workdir', 'w', 'stray'], 'unexpected arguments: stray'),
 ])
 def test_train_py_usage_errors_exit_2_in_one_line(tmp_path, argv, message):
