@@ -44,8 +44,10 @@ def test_the_docs_show_the_commands_they_promise():
   assert len((docs.ROOT / 'README.md').read_bytes()) <= 12 * 1024
 
 
-@pytest.fixture(scope='module')
+@pytest.fixture
 def repo_copy(tmp_path_factory) -> pathlib.Path:
+  """A fresh copy for each test: README and usage.md show some of the same commands, and a
+  second run of a command refuses to replace the first one's outputs."""
   return docs.repo_copy(tmp_path_factory.mktemp('readme'))
 
 

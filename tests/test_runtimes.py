@@ -191,10 +191,27 @@ def test_jdsr_restore_on_a_runtime(cache, tmp_path, capsys):
   assert 'onnxruntime computes in float32' in capsys.readouterr().err
 
 
+def test_a_video_on_a_runtime_is_the_video_in_jax(cache, tmp_path):
+  import av
+
+  clip = ROOT / 'samples' / 'clip.mp4'
+  argv = [str(clip), '--cache_dir', str(cache), '-q', '--codec', 'ffv1']
+  assert restore_cli.main(argv + ['-o', str(tmp_path / 'jax.mkv')]) == 0
+  assert restore_cli.main(argv + ['-o', str(tmp_path / 'ov.mkv'), '--runtime', 'openvino',
+                                  '--dtype', 'float32']) == 0
+  frames = {}
+  for name in ('jax', 'ov'):
+    with av.open(str(tmp_path / f'{name}.mkv')) as video:
+      frames[name] = [f.to_ndarray(format='rgb24').astype(int) for f in video.decode(video=0)]
+  assert len(frames['jax']) == len(frames['ov']) == 8
+  assert max(np.abs(a - b).max() for a, b in zip(frames['jax'], frames['ov'])) <= 2
+
+
 def test_jdsr_export_writes_model_onnx_and_the_docs_run_it_without_jdsr(onnx_files, tmp_path):
   """docs/export.md's ONNX export command (with --notlsc: the faster conversion), then its
   ONNX Runtime and OpenVINO snippets, where jdsr, jax and flax cannot be imported."""
   command = docs.ONNX_EXPORT_COMMAND + ' --notlsc'
+  (tmp_path / 'jdsr').symlink_to(ROOT / 'jdsr')  # the console script's jdsr is this checkout
   result = subprocess.run(['bash', '-c', command], cwd=tmp_path, env=docs.env(tmp_path),
                           capture_output=True, text=True, timeout=900)
   assert result.returncode == 0 and 'model.onnx' in result.stdout, result.stderr[-3000:]

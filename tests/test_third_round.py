@@ -241,8 +241,8 @@ def test_a_checkpoint_of_nan_is_not_resumed_from(tmp_path):
 def test_a_checkpoint_missing_an_array_file_is_named_in_one_line(tmp_path):
   work = _two_checkpoints(tmp_path)
   for step in ('1', '2'):
-    data = sorted((work / 'checkpoints' / step / 'params' / 'ocdbt.process_0' / 'd').iterdir())
-    data[0].unlink()
+    for data in (work / 'checkpoints' / step / 'params' / 'ocdbt.process_0' / 'd').iterdir():
+      data.unlink()  # every array file of the parameters
   result = subprocess.run(_train_py('--workdir', work, '--config.num_train_steps=3', *PHOTOS),
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 1

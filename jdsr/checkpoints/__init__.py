@@ -39,6 +39,7 @@ from flax import nnx
 
 from jdsr import config as config_lib
 from jdsr.errors import CheckpointError, one_line
+from jdsr.io import files
 from jdsr.nn.model import JDSR, abstract_model
 
 PTH, CHECKPOINT, WORKDIR = 'pth', 'checkpoint', 'workdir'
@@ -211,13 +212,7 @@ def save(model: JDSR, path: str | os.PathLike, *, overwrite: bool = False) -> No
   try:
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
       ckptr.save(tmp, save_args(nnx.state(model, nnx.Param), model.config))
-    if path.exists():  # an earlier checkpoint (checked above): moved aside, then removed
-      old = path.parent / f'.{path.name}.old-{secrets.token_hex(4)}'
-      os.replace(path, old)
-      os.replace(tmp, path)
-      shutil.rmtree(old)
-    else:
-      os.replace(tmp, path)
+    files.swap_in_folder(tmp, path)  # an earlier checkpoint (checked above) is replaced
   except Exception as e:
     raise CheckpointError(f'could not write the checkpoint {path} ({one_line(e)}); '
                           + ('the old one is untouched' if path.exists() else 'nothing was written')

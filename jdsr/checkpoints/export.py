@@ -177,13 +177,7 @@ def export(model: JDSR, out: str | os.PathLike, *, tlsc: layers.TLSC | None = la
         'jax_version': jax.__version__,
     }
     files.atomic_write(tmp / INFO_FILE, json.dumps(info, indent=2) + '\n')
-    if out.exists():  # an earlier export (checked above): moved aside, then removed
-      old = out.parent / f'.{out.name}.old-{secrets.token_hex(4)}'
-      os.replace(out, old)
-      os.replace(tmp, out)
-      shutil.rmtree(old)
-    else:
-      os.replace(tmp, out)
+    files.swap_in_folder(tmp, out)  # an earlier export (checked above) is replaced
   except BaseException:
     shutil.rmtree(tmp, ignore_errors=True)
     raise

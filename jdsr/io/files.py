@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import secrets
+import shutil
 import tempfile
 from typing import Callable
 
@@ -60,3 +62,19 @@ def _umask() -> int:
   mask = os.umask(0o022)
   os.umask(mask)
   return mask
+
+
+def swap_in_folder(new: str | os.PathLike, target: str | os.PathLike) -> None:
+  """Puts the complete folder ``new`` at ``target`` (beside it), replacing a folder there.
+
+  The old folder is moved aside, ``new`` renamed into its place, then the old one
+  removed: a crash leaves either the old folder or the new one at ``target``.
+  """
+  new, target = pathlib.Path(new), pathlib.Path(target)
+  if target.exists():
+    old = target.parent / f'.{target.name}.old-{secrets.token_hex(4)}'
+    os.replace(target, old)
+    os.replace(new, target)
+    shutil.rmtree(old)
+  else:
+    os.replace(new, target)
