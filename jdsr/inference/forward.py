@@ -57,24 +57,27 @@ def _forward(model: JDSR, x: jax.Array, tlsc: layers.TLSC | None):
 
 
 def dihedral(x: Array, k: int) -> Array:
-  """The k-th of the 8 dihedral transforms (bit 0: flip W, bit 1: flip H, bit 2: transpose)."""
+  """The k-th of the 8 dihedral transforms (bit 0: flip W, bit 1: flip H, bit 2: transpose).
+
+  For JAX and NumPy arrays alike (``jdsr.inference.runtimes`` uses it too).
+  """
   if k & 1:
-    x = jnp.flip(x, axis=2)
+    x = x[:, :, ::-1]
   if k & 2:
-    x = jnp.flip(x, axis=1)
+    x = x[:, ::-1]
   if k & 4:
-    x = jnp.swapaxes(x, 1, 2)
+    x = x.swapaxes(1, 2)
   return x
 
 
 def undo_dihedral(x: Array, k: int) -> Array:
   """The inverse of ``dihedral(·, k)``."""
   if k & 4:
-    x = jnp.swapaxes(x, 1, 2)
+    x = x.swapaxes(1, 2)
   if k & 2:
-    x = jnp.flip(x, axis=1)
+    x = x[:, ::-1]
   if k & 1:
-    x = jnp.flip(x, axis=2)
+    x = x[:, :, ::-1]
   return x
 
 

@@ -31,12 +31,12 @@ from typing import Callable
 
 import numpy as np
 
+from jdsr.inference import forward
 from jdsr.io import files
 from jdsr.nn import layers
 
 RUNTIMES = ('jax', 'onnxruntime', 'openvino')
-EXTRAS = {'onnxruntime': 'onnx', 'openvino': 'openvino'}
-N_TRANSFORMS = 8
+EXTRAS = {'onnxruntime': 'onnx', 'openvino': 'openvino'}  # the extra that installs each
 
 
 class RuntimeMissing(ValueError):
@@ -52,9 +52,8 @@ def default_cache_dir() -> pathlib.Path:
 
 
 def _import(runtime: str):
-  module = {'onnxruntime': 'onnxruntime', 'openvino': 'openvino'}[runtime]
   try:
-    return __import__(module)
+    return __import__(runtime)  # the module is named as the runtime
   except ImportError:
     raise RuntimeMissing(f"the {runtime} runtime is not installed: "
                          f"pip install 'jdsr[{EXTRAS[runtime]}]'") from None
@@ -105,30 +104,10 @@ class Engine:
   def self_ensemble(self, x: np.ndarray) -> np.ndarray:
     """The ×8 self-ensemble (as ``jdsr.inference.forward.self_ensemble``) of the ×4 image."""
     total = None
-    for k in range(N_TRANSFORMS):
-      out = _undo_dihedral(self(_dihedral(x, k)), k)
+    for k in range(forward.N_TRANSFORMS):
+      out = forward.undo_dihedral(self(forward.dihedral(x, k)), k)
       total = out if total is None else total + out
-    return total / N_TRANSFORMS
-
-
-def _dihedral(x: np.ndarray, k: int) -> np.ndarray:
-  if k & 1:
-    x = x[:, :, ::-1]
-  if k & 2:
-    x = x[:, ::-1]
-  if k & 4:
-    x = x.swapaxes(1, 2)
-  return x
-
-
-def _undo_dihedral(x: np.ndarray, k: int) -> np.ndarray:
-  if k & 4:
-    x = x.swapaxes(1, 2)
-  if k & 2:
-    x = x[:, ::-1]
-  if k & 1:
-    x = x[:, :, ::-1]
-  return x
+    return total / forward.N_TRANSFORMS
 
 
 def cache_key(model, tlsc: layers.TLSC | None) -> str:

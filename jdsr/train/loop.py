@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import pathlib
+import re
 import shutil
 import signal
 import threading
@@ -310,8 +311,7 @@ def _what_is_missing(where: pathlib.Path, error: BaseException) -> str:
 
 def _data_files(manifest: bytes) -> set[str]:
   """The names of the data files an OCDBT manifest refers to (32 hex digits each)."""
-  import re
-  return set(m.decode() for m in re.findall(rb'[0-9a-f]{32}', manifest))
+  return {m.decode() for m in re.findall(rb'[0-9a-f]{32}', manifest)}
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
