@@ -25,6 +25,7 @@ writes them all; process 0 also writes the metadata.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -59,6 +60,24 @@ def write_from_one_process() -> None:
 
 
 # -- what kind of path is this? ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def quiet_logs():
+  """Silences what orbax logs while it reads or writes a damaged checkpoint.
+
+  It logs each failed write with its traceback (through absl), and asyncio logs the reads it
+  cancels when one fails; the caller reports the failure in one line instead.
+  """
+  loggers = [logging.getLogger(name) for name in ('absl', 'asyncio')]
+  levels = [log.level for log in loggers]
+  for log in loggers:
+    log.setLevel(logging.CRITICAL)
+  try:
+    yield
+  finally:
+    for log, level in zip(loggers, levels):
+      log.setLevel(level)
 
 
 def steps(directory: str | os.PathLike) -> list[int]:
@@ -156,7 +175,7 @@ def load(path: str | os.PathLike, config: ml_collections.ConfigDict | None = Non
   if directory != path.absolute():
     logging.info('%s: loading %s', path, directory)
   try:
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    with quiet_logs(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
       saved = ckptr.restore(directory, restore_args(model_config=True)).model_config
       saved = config_lib.model_config(**saved)
       if config is None:
@@ -206,11 +225,8 @@ def save(model: JDSR, path: str | os.PathLike, *, overwrite: bool = False) -> No
     return
   path.parent.mkdir(parents=True, exist_ok=True)
   tmp = path.parent / f'.{path.name}.tmp-{secrets.token_hex(4)}'
-  orbax_log = logging.getLogger('absl')  # orbax logs each failed write with its traceback
-  level = orbax_log.level
-  orbax_log.setLevel(logging.CRITICAL)
   try:
-    with ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
+    with quiet_logs(), ocp.Checkpointer(ocp.CompositeCheckpointHandler()) as ckptr:
       ckptr.save(tmp, save_args(nnx.state(model, nnx.Param), model.config))
     files.swap_in_folder(tmp, path)  # an earlier checkpoint (checked above) is replaced
   except Exception as e:
@@ -218,6 +234,5 @@ def save(model: JDSR, path: str | os.PathLike, *, overwrite: bool = False) -> No
                           + ('the old one is untouched' if path.exists() else 'nothing was written')
                           ) from None
   finally:
-    orbax_log.setLevel(level)
     for leftover in path.parent.glob(tmp.name + '*'):  # left only by a failed write (orbax's too)
       shutil.rmtree(leftover, ignore_errors=True)

@@ -269,7 +269,8 @@ def _resume_step(manager: ocp.CheckpointManager, step: int, abstract: phases.Tra
   """The state of checkpoint ``step``; ``_Damaged`` if it cannot be read or is not finite."""
   where = workdir / 'checkpoints' / str(step)
   try:
-    saved = manager.restore(step, args=checkpoints.restore_args(model_config=True, train=True))
+    with checkpoints.quiet_logs():
+      saved = manager.restore(step, args=checkpoints.restore_args(model_config=True, train=True))
   except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
     raise _Damaged(f'{where} cannot be read ({_what_is_missing(where, e)})') from None
   for key in ('phase', 'seed', 'batch_size'):
@@ -279,8 +280,9 @@ def _resume_step(manager: ocp.CheckpointManager, step: int, abstract: phases.Tra
           f'{config[key]!r}: resuming would not continue that run; use another --workdir')
   checkpoints.check_fits(config_lib.model_config(**saved.model_config), config.model, where)
   try:
-    restored = manager.restore(step, args=checkpoints.restore_args(
-        params=abstract.params, opt_state=abstract.opt_state))
+    with checkpoints.quiet_logs():
+      restored = manager.restore(step, args=checkpoints.restore_args(
+          params=abstract.params, opt_state=abstract.opt_state))
   except Exception as e:  # noqa: BLE001
     raise _Damaged(f'{where} cannot be read ({_what_is_missing(where, e)})') from None
   bad = [jax.tree_util.keystr(path) for path, leaf in
