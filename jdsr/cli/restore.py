@@ -73,17 +73,6 @@ def parse_args(argv: list[str] | None = None):
   return p.parse_args(argv)
 
 
-def restore_image(model, job, options, progress) -> None:
-  """Reads, restores and writes one image in its source's layout (gray, alpha, bit depth)."""
-  from jdsr.inference import restore
-  from jdsr.io import imagefile, pixels
-
-  source = imagefile.read_image(job.source, check_size=options.check_size)
-  sr = restore.restore(model, source.rgb, options, progress)
-  alpha = None if source.alpha is None else pixels.upscale(source.alpha, restore.SCALE)
-  imagefile.write_image(job.target, sr, alpha, bits=source.bits, gray=source.gray)
-
-
 class _Bars:
   """Progress on stderr: the files, and within a file its tiles or frames; the compile notice."""
 
@@ -190,7 +179,7 @@ def _main(argv: list[str] | None) -> int:
                               progress=restore.Progress(compiling=bars.compiling),
                               frames=bars.step)
         else:
-          restore_image(model, job, options, progress)
+          restore.restore_file(model, job.source, job.target, options, progress)
       except (imagefile.ImageError, video.VideoError, ValueError, OSError) as e:
         failed += 1
         message = common.one_line(e)

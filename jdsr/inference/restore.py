@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import warnings
 from typing import Callable
 
@@ -44,7 +45,7 @@ import numpy as np
 
 from jdsr.inference import forward, runtimes
 from jdsr.nn import layers
-from jdsr.io import pixels
+from jdsr.io import imagefile, pixels
 from jdsr.nn.model import JDSR, with_compute
 
 SCALE = 4
@@ -184,6 +185,23 @@ def restore(model: JDSR | runtimes.Engine, image: np.ndarray, options: Options =
   if channels == 4:
     return np.concatenate([out, pixels.upscale(image[..., 3], SCALE)[..., None]], axis=-1)
   return out
+
+
+def restore_file(model: JDSR | runtimes.Engine, source: str | os.PathLike,
+                 target: str | os.PathLike, options: Options = Options(),
+                 progress: Progress = Progress()) -> tuple[imagefile.Image, np.ndarray]:
+  """Restores the image file ``source`` into ``target``, in the source's layout.
+
+  What ``jdsr-restore`` and ``jdsr-app`` write: the size is checked from the
+  header before anything is decoded (``Options.check_size``); gray, alpha and bit
+  depth are kept (``jdsr.io.imagefile``). Returns the decoded source and the
+  restored ×4 RGB image (float32 in [0, 1]), for previews.
+  """
+  image = imagefile.read_image(source, check_size=options.check_size)
+  sr = restore(model, image.rgb, options, progress)
+  alpha = None if image.alpha is None else pixels.upscale(image.alpha, SCALE)
+  imagefile.write_image(target, sr, alpha, bits=image.bits, gray=image.gray)
+  return image, sr
 
 
 def _checked_values(image: np.ndarray) -> np.ndarray:

@@ -76,7 +76,7 @@ def restore_video(model: JDSR, source: str | os.PathLike, target: str | os.PathL
   """
   source, target = pathlib.Path(source), pathlib.Path(target)
   codec = codec or default_codec(target)
-  first = _probe(source)
+  first = _probe(source, options)
   done = {'frames': 0, 'error': None, 'started': False}
 
   def write(tmp: str) -> None:
@@ -100,14 +100,21 @@ def restore_video(model: JDSR, source: str | os.PathLike, target: str | os.PathL
   return done['frames']
 
 
-def _probe(source: pathlib.Path) -> av.VideoFrame:
-  """The first frame of ``source`` (its rotation), or a VideoError saying why there is none."""
+def _probe(source: pathlib.Path, options: Options) -> av.VideoFrame:
+  """The first frame of ``source`` (its rotation), or a VideoError saying why there is none.
+
+  The frame size in the stream's header is checked (``Options.check_size``) before
+  any frame is decoded.
+  """
   if not source.is_file():
     raise VideoError(source, 'no such file' if not source.exists() else 'not a file')
   try:
     with av.open(os.fspath(source)) as inp:
       if not inp.streams.video:
         raise VideoError(source, 'no video stream in this file')
+      header = inp.streams.video[0].codec_context
+      if header.width and header.height:
+        options.check_size(header.height, header.width)
       for frame in inp.decode(inp.streams.video[0]):
         return frame
   except av.error.FFmpegError as e:
