@@ -177,3 +177,75 @@ def test_restore_download_refuse_and_restore_again(app, browser, tmp_path):
   _upload(browser, SAMPLE)
   again = _restore_and_download(browser, 'chelsea_x4.png')
   assert again.read_bytes() == expected.read_bytes()
+
+
+def test_the_app_listens_on_this_computer_only(app):
+  port = int(app[0].rsplit(':', 1)[1].strip('/'))
+  listening = set()
+  for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+    for line in pathlib.Path(table).read_text().splitlines()[1:]:
+      local, state = line.split()[1], line.split()[3]
+      address, local_port = local.split(':')
+      if state == '0A' and int(local_port, 16) == port:  # LISTEN
+        listening.add(address)
+  assert listening == {'0100007F'}, listening  # 127.0.0.1 only
+
+
+def test_jobs_run_one_at_a_time_and_a_waiting_job_sees_its_place(app, tmp_path):
+  from gradio_client import Client, handle_file
+  from PIL import Image
+
+  large = tmp_path / 'large.png'
+  Image.open(SAMPLE).convert('RGB').resize((512, 320)).save(large)
+  client = Client(app[0], verbose=False, download_files=str(tmp_path / 'client'))
+  first = client.submit([handle_file(str(large))], True, True, api_name='/restore_images')
+  _wait(lambda: str(first.status().code) == 'Status.PROGRESS', 120, every=0.05)
+  second = client.submit([handle_file(str(SAMPLE))], True, False, api_name='/restore_images')
+  places = set()
+  while not second.done():
+    status = second.status()
+    if str(status.code) == 'Status.IN_QUEUE' and status.rank is not None:
+      places.add((status.rank, status.queue_size))
+    time.sleep(0.05)
+  assert (0, 1) in places, places  # first in line, one job waiting
+  assert first.result()[3].startswith('1 restored') and second.result()[3].startswith('1 restored')
+
+
+def test_a_path_the_browser_names_is_refused_in_one_line(app):
+  import json
+  import urllib.request
+
+  call = app[0] + 'gradio_api/call/restore_images'
+  body = json.dumps({'data': [[{'path': str(SAMPLE), 'meta': {'_type': 'gradio.FileData'}}],
+                              True, False]}).encode()
+  request = urllib.request.Request(call, body, {'Content-Type': 'application/json'})
+  with urllib.request.urlopen(request, timeout=60) as answer:
+    event = json.load(answer)['event_id']
+  with urllib.request.urlopen(f'{call}/{event}', timeout=120) as answer:
+    stream = answer.read().decode()
+  assert stream.startswith('event: error') and 'not uploaded' in stream, stream
+  assert 'Traceback' not in stream
+
+
+def test_a_video_is_restored_with_its_audio_through_the_app(app, tmp_path):
+  import av
+  from gradio_client import Client, handle_file
+  from tests.test_video import _frames, _write_clip
+
+  clip = tmp_path / 'talk.mp4'
+  _write_clip(clip, _frames(3, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=8, audio=True)
+  client = Client(app[0], verbose=False, download_files=str(tmp_path / 'client'))
+  restored, status = client.predict(handle_file(str(clip)), True, False,
+                                    api_name='/restore_video')
+  assert pathlib.Path(restored).name == 'talk_x4.mp4' and status.startswith('restored in')
+  with av.open(restored) as out:
+    assert [s.type for s in out.streams] == ['video', 'audio']
+    assert out.streams.video[0].width == 448
+
+
+def test_finished_jobs_leave_no_inputs_behind(app):
+  left = [p for p in app[2].glob('jdsr-app-*/jobs/*/in')]
+  uploads = [p for p in app[2].glob('jdsr-app-*/uploads/*/*')
+             if p.suffix in ('.png', '.mp4') and not p.name.endswith(('_x4.png', '_x4.mp4'))
+             and '_preview' not in p.name]
+  assert left == [] and uploads == [], (left, uploads)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import shutil
 import socket
 import subprocess
 import sys
@@ -195,13 +196,23 @@ def test_a_run_whose_lock_is_taken_stops_without_writing_over_the_other(tmp_path
 # -- (10), (11): damaged checkpoints -----------------------------------------------------------
 
 
-def _two_checkpoints(tmp_path: pathlib.Path) -> pathlib.Path:
-  work = tmp_path / 'run'
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory) -> pathlib.Path:
+  """A training run with checkpoints at steps 1 and 2, made once; tests damage copies of it."""
+  work = tmp_path_factory.mktemp('trained') / 'run'
   result = subprocess.run(_train_py('--workdir', work, '--config.num_train_steps=2',
                                     '--config.checkpoint_every=1', *PHOTOS),
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert sorted(p.name for p in (work / 'checkpoints').iterdir()) == ['1', '2']
+  return work
+
+
+def _two_checkpoints(trained: pathlib.Path, tmp_path: pathlib.Path) -> pathlib.Path:
+  work = tmp_path / 'run'
+  shutil.copytree(trained, work, symlinks=True)
+  for lock in work.glob('.lock*'):
+    lock.unlink()
   return work
 
 
@@ -227,8 +238,8 @@ def _make_nan(checkpoint: pathlib.Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_checkpoint_of_nan_is_not_resumed_from(tmp_path):
-  work = _two_checkpoints(tmp_path)
+def test_a_checkpoint_of_nan_is_not_resumed_from(trained, tmp_path):
+  work = _two_checkpoints(trained, tmp_path)
   _make_nan(work / 'checkpoints' / '2')
   result = subprocess.run(_train_py('--workdir', work, '--config.num_train_steps=3',
                                     '--config.checkpoint_every=1', *PHOTOS),
@@ -241,8 +252,8 @@ def test_a_checkpoint_of_nan_is_not_resumed_from(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_checkpoint_missing_an_array_file_is_named_in_one_line(tmp_path):
-  work = _two_checkpoints(tmp_path)
+def test_a_checkpoint_missing_an_array_file_is_named_in_one_line(trained, tmp_path):
+  work = _two_checkpoints(trained, tmp_path)
   for step in ('1', '2'):
     for data in (work / 'checkpoints' / step / 'params' / 'ocdbt.process_0' / 'd').iterdir():
       data.unlink()  # every array file of the parameters
