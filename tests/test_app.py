@@ -198,3 +198,17 @@ def test_a_runtime_that_is_not_installed_is_one_line(model, tmp_path, monkeypatc
   with pytest.raises(jobs.Refused, match=r"^openvino is not installed: pip install 'jdsr\[openvino\]'$"):
     jobs.Restorer(model, restore.Options(runtime='openvino', tlsc=layers.TLSC()), workspace)
   workspace.close()
+
+
+def test_without_gradio_the_app_says_which_extra_in_one_line(monkeypatch, capsys):
+  monkeypatch.setitem(__import__('sys').modules, 'gradio', None)
+  assert app_cli.main(['--port', '0']) == 1
+  assert capsys.readouterr().err == "jdsr-app: error: the app needs Gradio: pip install 'jdsr[app]'\n"
+
+
+def test_bad_options_are_usage_errors(capsys):
+  assert app_cli.main(['--port', '70000']) == 2
+  assert app_cli.main(['--max_output_megapixels', 'nan']) == 2
+  err = capsys.readouterr().err
+  assert 'jdsr-app: error: --port must be 0 to 65535, got 70000' in err
+  assert 'jdsr-app: error: --max_output_megapixels must be a finite number above 0' in err

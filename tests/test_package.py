@@ -62,12 +62,13 @@ def test_dependencies_are_requirements_txt():
 
 
 def test_console_scripts_are_the_modules_entry_points():
+  import jdsr.cli.app
   import jdsr.cli.convert
   import jdsr.cli.export
   import jdsr.cli.restore
   scripts = PYPROJECT['project']['scripts']
   assert scripts == {'jdsr-restore': 'jdsr.cli.restore:run', 'jdsr-convert': 'jdsr.cli.convert:run',
-                     'jdsr-export': 'jdsr.cli.export:run'}
+                     'jdsr-export': 'jdsr.cli.export:run', 'jdsr-app': 'jdsr.cli.app:run'}
   for entry in scripts.values():
     module, function = entry.split(':')
     assert callable(getattr(sys.modules[module], function))
@@ -138,6 +139,8 @@ def test_jdsr_restore_a_photo_and_a_video_from_another_directory(venv, tmp_path)
 def test_the_other_commands_are_installed(venv, tmp_path):
   result = _run(venv, tmp_path, 'jdsr-export', '--help')
   assert result.returncode == 0 and '--checkpoint' in result.stdout
+  result = _run(venv, tmp_path, 'jdsr-app', '--help')
+  assert result.returncode == 0 and '--runtime' in result.stdout and '127.0.0.1' in result.stdout
   result = _run(venv, tmp_path, 'jdsr-convert', '--checkpoint', 'nothing', '--out', 'x.pth')
   assert result.returncode == 1 and 'nothing' in result.stderr
   assert 'Traceback' not in result.stderr

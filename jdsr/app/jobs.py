@@ -1,7 +1,8 @@
 """What ``jdsr-app`` does with a job, apart from the page: uploads in, files out.
 
-``Workspace`` is the app's one temporary folder. The web framework's uploads go
-to ``uploads/`` in it, each job's files to ``jobs/ID/``; nothing else is written.
+``Workspace`` is the app's one temporary folder. The web framework's uploads, and
+its copies of the files it serves, go to ``uploads/`` in it, each job's files to
+``jobs/ID/``; nothing else is written.
 A job takes its uploads only from ``uploads/`` (a path the browser names
 elsewhere is refused, never opened) and copies them under names of its own.
 When the job ends its inputs are removed, the uploads included; its results
