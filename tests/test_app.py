@@ -1,6 +1,6 @@
 """jdsr-app's work without the page (jdsr/app/jobs.py): what it writes, refuses and leaves behind.
 
-Each test restores with the demo model, as the app does by default. What the
+The tests restore with the demo model, as the app does by default (in the full tier). What the
 served page does (the browser, the queue, the bound address) is in
 tests/test_app_browser.py.
 """
@@ -53,6 +53,7 @@ def _gray16(path: pathlib.Path) -> pathlib.Path:
   return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('tlsc,ensemble,make', [
     (True, False, lambda tmp: SAMPLE),
     (False, True, lambda tmp: _gray16(tmp / 'gray16.png')),
@@ -72,6 +73,7 @@ def test_the_download_is_what_jdsr_restore_writes(app, tmp_path, tlsc, ensemble,
     assert after.size == tuple(4 * s for s in Image.open(source).size)
 
 
+@pytest.mark.slow
 def test_a_decompression_bomb_is_refused_from_its_header(app, tmp_path, monkeypatch):
   def never(self, *args):
     raise AssertionError('the image was decoded')
@@ -86,6 +88,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(app, tmp_path, monkeypa
   assert not (job / 'in').exists(), 'the inputs of a finished job are removed'
 
 
+@pytest.mark.slow
 def test_a_path_that_was_not_uploaded_is_never_opened(app, tmp_path, monkeypatch):
   secret = tmp_path / 'secret.png'
   shutil.copy(SAMPLE, secret)
@@ -102,6 +105,7 @@ def test_a_path_that_was_not_uploaded_is_never_opened(app, tmp_path, monkeypatch
   assert opened == [] and secret.exists()
 
 
+@pytest.mark.slow
 def test_a_failure_is_one_line_and_the_next_job_is_done(app, tmp_path):
   broken = tmp_path / 'broken.png'
   broken.write_bytes(SAMPLE.read_bytes()[:300])
@@ -119,6 +123,7 @@ def test_a_failure_is_one_line_and_the_next_job_is_done(app, tmp_path):
   assert [r.name for r in results] == ['chelsea'] and failures[0].startswith('broken.png: ')
 
 
+@pytest.mark.slow
 def test_a_large_image_reports_its_tiles(app, tmp_path):
   large = tmp_path / 'large.png'
   Image.open(SAMPLE).convert('RGB').resize((300, 264)).save(large)
@@ -129,7 +134,13 @@ def test_a_large_image_reports_its_tiles(app, tmp_path):
   assert tiles == [(1, 4), (2, 4), (3, 4), (4, 4)], reports
 
 
-def test_workspace_keeps_results_until_dropped_and_is_removed_on_close(model, tmp_path):
+@pytest.mark.slow
+def test_workspace_keeps_results_until_dropped_and_is_removed_on_close(model, tmp_path,
+                                                                       monkeypatch):
+  made = []
+  real = restore.Options.model
+  monkeypatch.setattr(restore.Options, 'model',
+                      lambda self, *a, **k: made.append('announce' in k) or real(self, *a, **k))
   workspace = jobs.Workspace(tmp_path)
   restorer = jobs.Restorer(model, restore.Options(), workspace)
   upload, name = _upload(restorer, SAMPLE)
@@ -137,6 +148,9 @@ def test_workspace_keeps_results_until_dropped_and_is_removed_on_close(model, tm
   (result,), _ = restorer.images([(upload, name)], job, tlsc=True, ensemble=False)
   assert not pathlib.Path(upload).exists() and not (job / 'in').exists()
   assert result.download.exists()
+  restorer.images([_upload(restorer, SAMPLE)], workspace.new_job(), tlsc=True, ensemble=True)
+  # The model is prepared once (a runtime's engine is made there), not per job.
+  assert made.count(True) == 1
   workspace.drop(tmp_path)  # only job folders are ever removed
   assert tmp_path.exists()
   workspace.drop(job)
@@ -167,6 +181,7 @@ def test_a_video_is_restored_with_its_audio_and_frame_progress(app, tmp_path):
   assert [(d, t) for d, t, what in reports if what == 'talk: frames'] == [(i, 4) for i in range(1, 5)]
 
 
+@pytest.mark.slow
 def test_a_video_too_large_is_refused_from_its_header(model, tmp_path, monkeypatch):
   import av
   workspace = jobs.Workspace(tmp_path)
@@ -188,6 +203,7 @@ def test_the_app_binds_to_this_computer_by_default():
       'm.pth', 'model1', 'openvino', '0.0.0.0', 8000)
 
 
+@pytest.mark.slow
 def test_a_runtime_that_is_not_installed_is_one_line(model, tmp_path, monkeypatch):
   from jdsr.inference import runtimes
 
