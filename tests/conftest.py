@@ -38,3 +38,16 @@ def golden_model():
   import jdsr
   from jdsr.checkpoints import pth
   return pth.from_state_dict(reference.golden_state_dict(), jdsr.model_config())
+
+
+# The full run gives each test file to one of two workers, in the order collected
+# (scripts/test.sh: --dist loadfile). The longest files go first, so that the short ones
+# even out the end instead of one long file running alone on one core.
+LONGEST_FIRST = ('test_multiprocess.py', 'test_train.py', 'test_docs.py', 'test_readme.py',
+                 'test_runtimes.py', 'test_hostile.py', 'test_third_round.py',
+                 'test_app_browser.py', 'test_model.py')
+
+
+def pytest_collection_modifyitems(config, items):
+  rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+  items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a file

@@ -63,7 +63,8 @@ def app(tmp_path_factory):
   log = tmp / 'app.log'
   env = dict(os.environ, TMPDIR=str(tmp))
   with open(log, 'w') as out:
-    proc = subprocess.Popen([sys.executable, '-m', 'jdsr.cli.app', '--port', str(port)],
+    proc = subprocess.Popen([sys.executable, '-m', 'jdsr.cli.app', '--port', str(port),
+                             '--max_upload_mb', '1'],
                             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
   url = f'http://127.0.0.1:{port}/'
   end = time.monotonic() + 300
@@ -225,6 +226,21 @@ def test_a_path_the_browser_names_is_refused_in_one_line(app):
     stream = answer.read().decode()
   assert stream.startswith('event: error') and 'not uploaded' in stream, stream
   assert 'Traceback' not in stream
+
+
+def test_an_upload_over_the_limit_is_refused(app):
+  import urllib.error
+  import urllib.request
+
+  boundary = 'jdsr-test-boundary'
+  body = (f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="big.png"'
+          '\r\nContent-Type: image/png\r\n\r\n').encode() + bytes(2 * 2**20) + (
+              f'\r\n--{boundary}--\r\n').encode()
+  request = urllib.request.Request(app[0] + 'gradio_api/upload', body, {
+      'Content-Type': f'multipart/form-data; boundary={boundary}'})
+  with pytest.raises(urllib.error.HTTPError) as refused:
+    urllib.request.urlopen(request, timeout=60)
+  assert refused.value.code == 413  # --max_upload_mb 1
 
 
 def test_a_video_is_restored_with_its_audio_through_the_app(app, tmp_path):

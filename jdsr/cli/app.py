@@ -80,7 +80,7 @@ def _main(argv: list[str] | None) -> int:
     page.queue(default_concurrency_limit=1)
     _, url, _ = page.launch(server_name=args.host, server_port=args.port or _free_port(args.host),
                             share=False, quiet=True, show_error=True, prevent_thread_lock=True,
-                            max_file_size=f'{args.max_upload_mb:g}mb', footer_links=[],
+                            max_file_size=int(args.max_upload_mb * 2**20), footer_links=[],
                             allowed_paths=[str(workspace.root / 'jobs')])
     print(f'{PROG}: serving on {url} (Ctrl-C stops it)', file=sys.stderr, flush=True)
     try:
