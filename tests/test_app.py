@@ -68,8 +68,8 @@ def test_the_download_is_what_jdsr_restore_writes(app, tmp_path, tlsc, ensemble,
       ['--ensemble'] if ensemble else [])
   assert restore_cli.main(args) == 0
   assert result.download.read_bytes() == expected.read_bytes()
-  with Image.open(result.bicubic) as before, Image.open(result.restored) as after:
-    assert before.mode == after.mode == 'RGB' and before.size == after.size
+  with Image.open(result.bicubic) as before, Image.open(result.download) as after:
+    assert before.mode == 'RGB' and before.size == after.size
     assert after.size == tuple(4 * s for s in Image.open(source).size)
 
 

@@ -261,7 +261,6 @@ def test_a_video_is_restored_with_its_audio_through_the_app(app, tmp_path):
 
 def test_finished_jobs_leave_no_inputs_behind(app):
   left = [p for p in app[2].glob('jdsr-app-*/jobs/*/in')]
-  uploads = [p for p in app[2].glob('jdsr-app-*/uploads/*/*')
-             if p.suffix in ('.png', '.mp4') and not p.name.endswith(('_x4.png', '_x4.mp4'))
-             and '_preview' not in p.name]
+  uploaded = {SAMPLE.name, 'bomb.png', 'large.png', 'talk.mp4'}  # what the tests above upload
+  uploads = [p for p in app[2].glob('jdsr-app-*/uploads/**/*') if p.name in uploaded]
   assert left == [] and uploads == [], (left, uploads)

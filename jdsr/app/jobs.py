@@ -29,8 +29,6 @@ import threading
 import time
 from typing import Callable
 
-import numpy as np
-
 from jdsr.errors import one_line
 from jdsr.inference import restore, video
 from jdsr.io import imagefile, outputs, pixels
@@ -46,11 +44,10 @@ class Refused(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class ImageResult:
-  """One restored image: its name, the file to download, and two 8-bit RGB previews."""
+  """One restored image: its name, the file to download (the slider's "after"), and bicubic ×4."""
   name: str
   download: pathlib.Path
   bicubic: pathlib.Path
-  restored: pathlib.Path
 
 
 class Workspace:
@@ -189,12 +186,10 @@ class Restorer:
         lambda h, w: report(0, None, f'{what}: compiling the model for {w}x{h} inputs (once)'),
         tiles=None if report is None else lambda done, total: report(done, total, f'{what}: tiles'))
     target = out / f'{name}_x4.png'
-    image, sr = restore.restore_file(model, source, target, options, progress)
-    bicubic = out / f'.{name}_bicubic_preview.png'
-    restored = out / f'.{name}_x4_preview.png'
+    image, _ = restore.restore_file(model, source, target, options, progress)
+    bicubic = out / f'.{name}_bicubic.png'
     imagefile.write_image(bicubic, pixels.upscale(image.rgb, restore.SCALE))
-    imagefile.write_image(restored, np.asarray(sr))
-    return ImageResult(name, target, bicubic, restored)
+    return ImageResult(name, target, bicubic)
 
   def video(self, upload: tuple[str, str | None], job: pathlib.Path, *, tlsc: bool,
             ensemble: bool, report: Report | None = None) -> pathlib.Path:

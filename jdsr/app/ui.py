@@ -54,7 +54,7 @@ def build(restorer: jobs.Restorer, *, checkpoint: str) -> gr.Blocks:
     return (_compare(results[0]), gr.update(choices=names, value=names[0],
                                             visible=len(results) > 1),
             [str(r.download) for r in results], status, job,
-            {r.name: (str(r.bicubic), str(r.restored)) for r in results})
+            {r.name: _compare(r) for r in results})
 
   def show(name, previews):
     if not previews or name not in previews:
@@ -132,7 +132,7 @@ def _original_name(file) -> str | None:
 
 
 def _compare(result: jobs.ImageResult) -> tuple[str, str]:
-  return str(result.bicubic), str(result.restored)
+  return str(result.bicubic), str(result.download)
 
 
 def _reporter(progress: gr.Progress) -> jobs.Report:
