@@ -13,6 +13,7 @@ import os
 import pathlib
 import re
 import shutil
+import subprocess
 import sys
 import tomllib
 
@@ -73,11 +74,31 @@ def onnx_loaders() -> list[str]:
 
 
 def repo_copy(root: pathlib.Path) -> pathlib.Path:
-  """A copy of the working tree under ``root``, to run commands in; returns its path."""
-  ignore = shutil.ignore_patterns('.git', '.venv', 'venv', 'runs', 'demo_output', 'restored',
-                                  '__pycache__', '.pytest_cache', '.whl', '.cache')
-  shutil.copytree(ROOT, root / 'jdsr', ignore=ignore)
-  return root / 'jdsr'
+  """A copy of the working tree under ``root``, to run commands in; returns its path.
+
+  In a git checkout the copy holds what git would commit (tracked and untracked files, not the
+  ignored ones): virtual environments and outputs that other processes may be writing meanwhile
+  (CI builds its compatibility environments beside the suite) are never copied.
+  """
+  target = root / 'jdsr'
+  try:
+    listed = subprocess.run(
+        ['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=ROOT,
+        capture_output=True, check=True).stdout.decode().split('\0')
+  except (OSError, subprocess.CalledProcessError):
+    listed = None
+  if listed is None:
+    ignore = shutil.ignore_patterns('.git', '.venv*', 'venv', 'runs', 'demo_output', 'restored',
+                                    '__pycache__', '.pytest_cache', '.whl', '.cache', '.ci',
+                                    '*.egg-info')
+    shutil.copytree(ROOT, target, ignore=ignore)
+    return target
+  for name in filter(None, listed):
+    source = ROOT / name
+    if source.is_file():  # listed but deleted in the working tree: not part of it
+      (target / name).parent.mkdir(parents=True, exist_ok=True)
+      shutil.copy2(source, target / name)
+  return target
 
 
 def env(tmp: pathlib.Path) -> dict:
