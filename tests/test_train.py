@@ -337,3 +337,24 @@ def test_train_py_reports_bad_config(tmp_path):
                      '--config.data.source=photos')
   assert result.returncode == 1
   assert 'train.py: error:' in result.stderr and 'photos_dir' in result.stderr
+
+
+def test_a_failed_last_flush_of_the_event_files_is_a_warning_not_a_traceback_at_exit(tmp_path):
+  """A full disk at the end of training: the event file's last flush fails; the process says so
+  once and exits without tensorboardX's traceback from its exit handler."""
+  script = textwrap.dedent(f'''
+      from jdsr.train import writer
+      w = writer.Writer({str(tmp_path / 'logs')!r})
+      w.write_scalars(1, {{'loss': 1.0}})
+      def full():
+        raise OSError(28, 'No space left on device')
+      w._tb.file_writer.event_writer._ev_writer.flush = full
+      w.close()
+      print('closed')
+  ''')
+  done = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True,
+                        timeout=120, cwd=pathlib.Path(__file__).parent.parent)
+  assert done.returncode == 0, done.stderr
+  assert 'closed' in done.stdout
+  assert 'Traceback' not in done.stderr, done.stderr
+  assert 'No space left on device' in done.stderr

@@ -51,8 +51,22 @@ class Writer:
       self._tb.flush()
 
   def close(self) -> None:
-    if self._tb is not None:
-      self._tb.close()
+    """Flushes and closes the event files; a failed flush (a full disk) is a warning.
+
+    tensorboardX retries an unfinished close at exit and prints its traceback there; so a
+    writer whose flush failed is marked closed, and its events since the last flush are lost.
+    """
+    if self._tb is None:
+      return
+    tb, self._tb = self._tb, None
+    try:
+      tb.close()
+    except OSError as e:
+      logging.warning('TensorBoard events since the last flush are lost: %s', e)
+      for file_writer in tb.all_writers.values():
+        event_writer = file_writer.event_writer
+        event_writer._closed = True  # pylint: disable=protected-access
+        event_writer._worker.stop()  # pylint: disable=protected-access
 
 
 class Progress:
