@@ -85,19 +85,15 @@ def repo_copy(root: pathlib.Path) -> pathlib.Path:
     listed = subprocess.run(
         ['git', 'ls-files', '-z', '--cached', '--others', '--exclude-standard'], cwd=ROOT,
         capture_output=True, check=True).stdout.decode().split('\0')
-  except (OSError, subprocess.CalledProcessError):
-    listed = None
-  if listed is None:
-    ignore = shutil.ignore_patterns('.git', '.venv*', 'venv', 'runs', 'demo_output', 'restored',
-                                    '__pycache__', '.pytest_cache', '.whl', '.cache', '.ci',
-                                    '*.egg-info')
-    shutil.copytree(ROOT, target, ignore=ignore)
+  except (OSError, subprocess.CalledProcessError):  # not a git checkout
+    shutil.copytree(ROOT, target, ignore=shutil.ignore_patterns(
+        '.git', '.venv*', 'venv', 'runs', 'demo_output', 'restored', '__pycache__',
+        '.pytest_cache', '.whl', '.cache', '.ci', '*.egg-info'))
     return target
   for name in filter(None, listed):
-    source = ROOT / name
-    if source.is_file():  # listed but deleted in the working tree: not part of it
+    if (ROOT / name).is_file():  # listed but deleted in the working tree: not part of it
       (target / name).parent.mkdir(parents=True, exist_ok=True)
-      shutil.copy2(source, target / name)
+      shutil.copy2(ROOT / name, target / name)
   return target
 
 
