@@ -84,7 +84,8 @@ def build(what: str):
   args = [phases.init_state(params, phase, tx),
           {'blur_lr': rng.random((3, 64, 64, 3), np.float32),
            'sharp_lr': rng.random((3, 64, 64, 3), np.float32),
-           'sharp_hr': rng.random((3, 256, 256, 3), np.float32), 'weight': np.ones(3, np.float32)}]
+           'sharp_hr': rng.random((3, 256, 256, 3), np.float32), 'weight': np.ones(3, np.float32)},
+          phases.rates_at(phases.learning_rates(config), 1)]
   return fn.lower(*args).compile(options), lambda c: c(*args)[1]['loss'].block_until_ready()
 
 

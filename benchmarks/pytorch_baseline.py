@@ -1,7 +1,7 @@
 """The PyTorch baseline for the benchmarks: the same network in PyTorch, timed here.
 
 The official implementation is not part of this project, so this script times
-the same network in PyTorch, ``jdsr.nn.torch_network.Net`` (the structure of
+the same network in PyTorch, ``tests.torch_network.Net`` (the structure of
 docs/network.md, "Network", the module names of the official checkpoint, so
 that an official state dict loads into it strictly), the way ``forward.py`` and
 ``train_step.py`` time ours. tests/test_model.py checks that network against
@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from jdsr.nn.torch_network import Net
+from tests.torch_network import Net
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 One row per runtime and precision, for the paper's model at 1×176×320 →
 704×1280 without TLSC (as ``benchmarks.vs_pytorch``'s forward row): the
-official-layout PyTorch network (``jdsr.nn.torch_network``, fp32), jdsr in JAX
+official-layout PyTorch network (``tests.torch_network``, fp32), jdsr in JAX
 (fp32), and jdsr's ONNX file (``jdsr.checkpoints.onnx``) in ONNX Runtime
 (fp32) and OpenVINO (fp32, and bf16 where the CPU has it). Each runs in a
 process of its own, pinned to the same ``--threads`` cores, and reports its
@@ -60,7 +60,7 @@ def _torch_graph(path: pathlib.Path, small: bool) -> None:
   """The PyTorch module exported to ONNX (NCHW, static 176×320), ×4 image only."""
   import torch
 
-  from jdsr.nn.torch_network import Net
+  from tests.torch_network import Net
 
   class SR(torch.nn.Module):
     def __init__(self, net):

@@ -61,15 +61,16 @@ def main() -> None:
            'sharp_lr': rng.random((n, s, s, 3), np.float32),
            'sharp_hr': rng.random((n, 4 * s, 4 * s, 3), np.float32),
            'weight': np.ones(n, np.float32)}
+  rates = phases.rates_at(phases.learning_rates(config), 1)
 
   t = time.perf_counter()
-  state, out = step(state, batch)
+  state, out = step(state, batch, rates)
   out['loss'].block_until_ready()
   cold = time.perf_counter() - t
   times = []
   for _ in range(args.steps):
     t = time.perf_counter()
-    state, out = step(state, batch)
+    state, out = step(state, batch, rates)
     out['loss'].block_until_ready()
     times.append(time.perf_counter() - t)
   print(f'machine: {machine()}')

@@ -11,7 +11,7 @@ run; with a warm persistent compilation cache, less), and each side's peak
 memory (CPU: the process's peak RSS; GPU: peak device memory), with the CPU
 model and its ISA flags.
 
-The PyTorch side is ``jdsr.nn.torch_network``: the network with the official
+The PyTorch side is ``tests.torch_network``: the network with the official
 module names (an official state dict loads into it strictly) and the official
 phase-3 loss (both tested against ours). On a GPU, fp32 is strict float32 on
 both sides (no TF32), and bf16 is ``config.model.dtype='bfloat16'`` against
@@ -108,9 +108,10 @@ def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
                             'sharp_lr': rng.random((3, 64, 64, 3), np.float32),
                             'sharp_hr': rng.random((3, 256, 256, 3), np.float32),
                             'weight': np.ones(3, np.float32)})
+    rates = phases.rates_at(phases.learning_rates(config), 1)
 
     def step():
-      holder['state'], holder['out'] = fn(holder['state'], batch)
+      holder['state'], holder['out'] = fn(holder['state'], batch, rates)
 
     sync = lambda: holder['out']['loss'].block_until_ready()
   first, median = _timed(step, sync, runs)
@@ -124,7 +125,7 @@ def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
 def pytorch(what: str, dtype: str, runs: int, small: bool, device: str) -> dict:
   import torch
 
-  from jdsr.nn.torch_network import Net, joint_loss
+  from tests.torch_network import Net, joint_loss
 
   torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
   net = (Net(c=8, s=4, so=4, num_cab=2, sr=8, groups=2, blocks=2) if small else Net()).to(device)

@@ -12,6 +12,11 @@ class CheckpointError(ValueError):
   """A checkpoint that cannot be read, does not fit the model, or is not a checkpoint at all."""
 
 
+class TrainingError(RuntimeError):
+  """A run that cannot go on: a non-finite loss, a checkpoint it cannot write or resume from,
+  a workdir another run holds, or a checkpoint that does not fit the config."""
+
+
 def one_line(e: BaseException | str, *, kind: bool = False, last: bool = False) -> str:
   """The first (``last``: the last) non-empty line of an exception's message.
 

@@ -10,6 +10,8 @@
 # golden forward and TLSC tests, phase-3 training on photos and jdsr-restore on a photo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+phase() { echo "== [$(date -u +%H:%M:%S) +${SECONDS}s] $*"; }
+phase "start"
 
 VERSION=3.12
 VENV=.venv-compat
@@ -37,7 +39,7 @@ export XDG_CACHE_HOME="$PWD/$VENV/cache" JAX_COMPILATION_CACHE_DIR="$PWD/$VENV/c
 "$P" -m pip install -q --upgrade pip
 "$P" -m pip install -q "${PACKAGES[@]}"
 before=$("$P" -c 'import jax, jaxlib; print(jax.__version__, jaxlib.__version__)')
-echo "== jax/jaxlib $before, $("$P" -c 'import flax, optax, orbax.checkpoint as o; print("flax", flax.__version__, "optax", optax.__version__, "orbax-checkpoint", o.__version__)')"
+phase "jax/jaxlib $before, $("$P" -c 'import flax, optax, orbax.checkpoint as o; print("flax", flax.__version__, "optax", optax.__version__, "orbax-checkpoint", o.__version__)')"
 
 # What `pip install .` would do here: it must not replace this jax.
 "$P" -m pip install -q --dry-run --report "$VENV/report.json" . >/dev/null
@@ -59,23 +61,23 @@ after=$("$P" -c 'import jax, jaxlib; print(jax.__version__, jaxlib.__version__)'
 "$P" -c 'import importlib.util as u, sys; sys.exit(any(u.find_spec(m) for m in ("tensorflow", "torch")))' \
   || { echo "compat: the core install brought TensorFlow or PyTorch" >&2; exit 1; }
 
-echo "== golden forward and TLSC"
+phase "golden forward and TLSC"
 "$P" -m pytest -q -p no:cacheprovider tests/test_model.py::test_golden_forward \
   tests/test_model.py::test_golden_forward_with_tlsc
-echo "== phase-3 training (tiny model, 2 steps, on the sample photos), no TensorFlow"
+phase "phase-3 training (tiny model, 2 steps, on the sample photos), no TensorFlow"
 work=$(mktemp -d)
 "$P" train.py --config configs/tiny.py --workdir "$work/run" --config.phase=joint \
   --config.num_train_steps=2 --config.data.source=photos --config.data.photos_dir=samples/sharp \
   --config.data.val_photos_dir=samples/sharp 2>"$work/train.log" | tail -1 \
   || { tail -20 "$work/train.log"; exit 1; }
 ls "$work/run"/events.out.tfevents.* >/dev/null
-echo "== jdsr-restore on a photo"
+phase "jdsr-restore on a photo"
 "$VENV/bin/jdsr-restore" samples/blurry/chelsea.png -o "$work/chelsea_x4.png"
 "$P" -c "from PIL import Image; import sys; s = Image.open(sys.argv[1]).size; assert s == (448, 300), s" "$work/chelsea_x4.png"
-echo "== jdsr-export and jdsr-convert: what the core install needs, it has"
+phase "jdsr-export and jdsr-convert: what the core install needs, it has"
 "$VENV/bin/jdsr-export" --out "$work/exported" --no_saved_model
 "$VENV/bin/jdsr-convert" --out "$work/demo_checkpoint"
-echo "== a runtime that is not installed is one line naming its extra"
+phase "a runtime that is not installed is one line naming its extra"
 if "$VENV/bin/jdsr-restore" samples/blurry/chelsea.png -o "$work/ov.png" --runtime openvino 2>"$work/ov.err"; then
   echo "compat: --runtime openvino ran without OpenVINO" >&2; exit 1
 fi

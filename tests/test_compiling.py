@@ -27,3 +27,12 @@ def test_compile_on_first_call_compiles_once_and_computes_the_same():
 
 def test_release_free_memory_says_whether_it_could():
   assert isinstance(compiling.release_free_memory(), bool)
+
+
+def test_compile_on_first_call_compiles_again_for_a_new_shape_only():
+  jitted = _CountingJit(jax.jit(lambda x: x + 1))
+  step = compiling.compile_on_first_call(jitted)
+  np.testing.assert_array_equal(step(jnp.zeros(3)), np.ones(3))
+  np.testing.assert_array_equal(step(jnp.zeros(5)), np.ones(5))
+  np.testing.assert_array_equal(step(jnp.ones(3)), np.full(3, 2.0))
+  assert jitted.lowered == 2

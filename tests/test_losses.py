@@ -151,7 +151,7 @@ def test_joint_loss_ignores_stage3(golden):
 def test_the_benchmarks_pytorch_joint_loss_is_ours():
   """tests.torch_network.joint_loss, the PyTorch baseline's phase-3 loss, equals joint_loss."""
   import torch
-  from jdsr.nn.torch_network import joint_loss as torch_joint_loss
+  from tests.torch_network import joint_loss as torch_joint_loss
 
   rng = np.random.default_rng(3)
   stages = [rng.random((2, 16, 24, 3), np.float32) for _ in range(3)]

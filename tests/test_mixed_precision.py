@@ -106,9 +106,10 @@ def test_bf16_training_step_lowers_the_loss():
   sharp_lr = sharp_hr.reshape(2, 16, 4, 16, 4, 3).mean(axis=(2, 4))
   batch = {'blur_lr': sharp_lr, 'sharp_lr': sharp_lr, 'sharp_hr': sharp_hr,
            'weight': np.ones(2, np.float32)}
+  rates = phases.rates_at(phases.learning_rates(config), 1)
   losses = []
   for _ in range(6):
-    state, out = step(state, batch)
+    state, out = step(state, batch, rates)
     losses.append(float(out['loss']))
   # Each step on the same batch lowers the loss (at the paper's learning rate of 1e-4).
   assert all(np.isfinite(losses)) and all(b < a for a, b in zip(losses, losses[1:])), losses

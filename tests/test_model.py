@@ -133,7 +133,7 @@ def test_gradients_equal_pytorch_autograd():
   on CPU) are differentiated, the ones training uses.
   """
   torch = pytest.importorskip('torch')
-  from jdsr.nn import torch_network
+  from tests import torch_network
 
   sizes = dict(n_feat=8, scale_unetfeats=4, scale_orsnetfeats=4, num_cab=2, sr_feat=16,
                n_resgroups=2, n_resblocks=2)
@@ -162,9 +162,9 @@ def test_gradients_equal_pytorch_autograd():
 
 
 def test_torch_network_is_the_official_network():
-  """jdsr.nn.torch_network.Net, the oracle above and the benchmarks' baseline, gives the goldens."""
+  """tests.torch_network.Net, the oracle above and the benchmarks' baseline, gives the goldens."""
   torch = pytest.importorskip('torch')
-  from jdsr.nn import torch_network
+  from tests import torch_network
 
   net = torch_network.Net().eval()
   net.load_state_dict({k: torch.from_numpy(v) for k, v in reference.golden_state_dict().items()},

@@ -121,6 +121,69 @@ def test_learning_rates_anneal_to_the_minimum(photos):
   assert float(rates['sr'](10)) == pytest.approx(1e-6)
 
 
+def _lowered_step(config, phase: str = 'joint') -> str:
+  """The text of the training step ``config`` compiles (the tiny model, a batch of 2)."""
+  model = loop.initial_model(config)
+  graphdef, params = nnx.split(model, nnx.Param)
+  tx = phases_lib.make_optimizer(config)
+  state = phases_lib.init_state(params, phases_lib.get(phase), tx)
+  step = jax.jit(phases_lib.make_train_step(graphdef, phases_lib.get(phase), tx))
+  batch = {key: np.zeros((2, 16 * s, 16 * s, 3), np.float32)
+           for key, s in (('blur_lr', 1), ('sharp_lr', 1), ('sharp_hr', 4))}
+  batch['weight'] = np.ones(2, np.float32)
+  rates = phases_lib.rates_at(phases_lib.learning_rates(config), 3)
+  return step.lower(state, batch, rates).as_text()
+
+
+def test_runs_that_differ_only_in_learning_rates_and_length_share_one_program(photos):
+  one = _config(photos, 'joint', num_train_steps=4, learning_rate=1e-4, min_learning_rate=1e-6)
+  other = _config(photos, 'joint', num_train_steps=40, learning_rate=3e-4, sr_learning_rate=5e-4,
+                  min_learning_rate=1e-7)
+  assert _lowered_step(one) == _lowered_step(other)
+  # What is a constant of the program does make another one (so the comparison can fail).
+  assert _lowered_step(_config(photos, 'joint', adam_b1=0.8)) != _lowered_step(one)
+  # In one process, the loop builds a structure's programs once.
+  mesh = loop._mesh()
+  programs = [loop.programs(loop.initial_model(config), 'joint', (0.9, 0.999, 1e-8), True, 1, mesh)
+              for config in (one, other)]
+  assert programs[0] is programs[1]
+  assert loop.programs(loop.initial_model(one), 'sr', (0.9, 0.999, 1e-8), True, 1,
+                       mesh) is not programs[0]
+
+
+def test_the_step_is_fed_the_logged_learning_rates(photos, tmp_path, monkeypatch):
+  """The rates the compiled step receives at each step are the schedule's, as logged."""
+  config = _config(photos, 'joint', num_train_steps=3, log_every=1, eval_every=100,
+                   checkpoint_every=100, learning_rate=2e-4, sr_learning_rate=6e-4,
+                   data={'val_count': 0})
+  fed, programs = [], loop.programs
+
+  def spying(*args):
+    run = programs(*args)
+
+    def step(state, batch, rates):
+      fed.append({group: float(rate) for group, rate in rates.items()})
+      return run.step(state, batch, rates)
+    return loop.Programs(init=run.init, step=step, predict=run.predict)
+
+  monkeypatch.setattr(loop, 'programs', spying)
+  loop.train_and_evaluate(config, tmp_path)
+  logged = {}
+  for path in tmp_path.glob('events.out.tfevents.*'):
+    for event in event_file_loader.EventFileLoader(str(path)).Load():
+      for value in event.summary.value:
+        if value.tag.startswith('train/lr_'):
+          array = np.frombuffer(value.tensor.tensor_content, np.float32) if \
+              value.tensor.tensor_content else [value.tensor.float_val[0]]
+          logged.setdefault(event.step, {})[value.tag[len('train/lr_'):]] = float(array[0])
+  schedules = phases_lib.learning_rates(config)
+  expected = [{g: float(np.float32(schedules[g](step - 1))) for g in ('deblur', 'sr')}
+              for step in (1, 2, 3)]
+  assert fed == expected
+  assert [logged[step] for step in (1, 2, 3)] == expected
+  assert fed[0] == {'deblur': pytest.approx(2e-4), 'sr': pytest.approx(6e-4)}
+
+
 # -- the three phases, chained ----------------------------------------------------
 
 

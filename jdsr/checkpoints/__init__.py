@@ -157,6 +157,13 @@ def check_fits(saved: ml_collections.ConfigDict, config: ml_collections.ConfigDi
     raise CheckpointError(f'{where}: saved for a model with {theirs}; the config says {ours}')
 
 
+def non_finite(tree) -> list[str]:
+  """The paths of the floating-point arrays in ``tree`` that hold NaN or inf values."""
+  return [jax.tree_util.keystr(path) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+          if jax.numpy.issubdtype(leaf.dtype, jax.numpy.inexact)
+          and not np.isfinite(np.asarray(leaf, np.float32)).all()]
+
+
 def load(path: str | os.PathLike, config: ml_collections.ConfigDict | None = None) -> JDSR:
   """A model from any checkpoint: an official ``.pth``, a jdsr checkpoint or a training workdir.
 
@@ -192,8 +199,7 @@ def load(path: str | os.PathLike, config: ml_collections.ConfigDict | None = Non
     raise
   except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
     raise CheckpointError(f'{directory}: cannot read the checkpoint ({one_line(e, kind=True)})') from e
-  broken = [jax.tree_util.keystr(path) for path, leaf in
-            jax.tree_util.tree_leaves_with_path(restored.params) if not np.isfinite(leaf).all()]
+  broken = non_finite(restored.params)
   if broken:
     raise CheckpointError(f'{directory}: {len(broken)} parameters hold NaN or inf values '
                           f'({", ".join(broken[:3])}): refusing to load broken weights')

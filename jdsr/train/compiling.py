@@ -15,6 +15,9 @@ import ctypes.util
 import functools
 from typing import Any, Callable
 
+import jax
+import numpy as np
+
 from jdsr.nn import xla_options
 
 
@@ -33,22 +36,29 @@ def release_free_memory() -> bool:
   return bool(trim and trim(0))
 
 
+def _signature(args: tuple) -> tuple:
+  """What an executable is compiled for: the arguments' tree, shapes, dtypes and shardings."""
+  leaves, tree = jax.tree.flatten(args)
+  return tree, tuple((np.shape(x), getattr(x, 'dtype', type(x)), getattr(x, 'sharding', None),
+                      getattr(x, 'weak_type', False)) for x in leaves)
+
+
 def compile_on_first_call(jitted: Any) -> Callable:
   """``jitted`` (a ``jax.jit`` function), compiled for the arguments of its first call.
 
-  The first call lowers and compiles (with the backend's options,
-  ``jdsr.nn.xla_options``, and through the persistent compilation cache when
-  one is set), releases the compiler's freed memory, then runs;
-  later calls run the same executable, so they must have the same shapes,
-  dtypes and shardings (a training loop's batches do).
+  The first call with arguments of a new signature (shapes, dtypes, shardings)
+  lowers and compiles (with the backend's options, ``jdsr.nn.xla_options``,
+  and through the persistent compilation cache when one is set), releases the
+  compiler's freed memory, then runs; later calls with that signature run the
+  same executable. A training loop's batches all have one.
   """
-  compiled = None
+  compiled = {}
 
   def call(*args):
-    nonlocal compiled
-    if compiled is None:
-      compiled = jitted.lower(*args).compile(xla_options.compiler_options() or None)
+    key = _signature(args)
+    if key not in compiled:
+      compiled[key] = jitted.lower(*args).compile(xla_options.compiler_options() or None)
       release_free_memory()
-    return compiled(*args)
+    return compiled[key](*args)
 
   return call

@@ -32,30 +32,26 @@ Files under ``workdir``:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import os
 import pathlib
-import re
-import shutil
 import signal
 import threading
-import time
 from typing import Any, Callable, Iterator
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 from clu import metrics
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from jdsr import checkpoints, config as config_lib
-from jdsr.errors import one_line
+from jdsr import checkpoints
+from jdsr.checkpoints import training as guard_lib
+from jdsr.errors import TrainingError, one_line
 from jdsr.io import locks
 from jdsr.train import compiling, phases, writer as writer_lib
 from jdsr.evaluation import metrics as image_metrics
@@ -66,10 +62,6 @@ from jdsr.nn.model import JDSR, abstract_model, build_model
 
 
 LOCK = locks.NAME  # in the workdir while a run trains there
-
-
-class TrainingError(RuntimeError):
-  """A run that cannot go on: a non-finite loss, or a checkpoint that does not fit the config."""
 
 
 class Stopped(Exception):
@@ -193,129 +185,6 @@ def _check_config(config: ml_collections.ConfigDict) -> None:
     raise ValueError(f'config.data.lr_size={config.data.lr_size} must be a multiple of 8')
 
 
-@contextlib.contextmanager
-def workdir_lock(workdir: pathlib.Path) -> Iterator[locks.Lease | None]:
-  """Hold ``WORKDIR/.lock`` (``jdsr.io.locks``: a lease with a heartbeat) while a run trains there.
-
-  A second live run in the same workdir is refused with a TrainingError; the
-  lock of a run that is gone is taken over. Yields the ``Lease`` (the loop
-  checks it at every step and before every save: a run whose lock was removed or
-  taken stops with a TrainingError, writing nothing more). In a multi-host run,
-  process 0 holds it for all (the others get None).
-  """
-  if jax.process_index() > 0:
-    yield None
-    return
-  try:
-    with locks.hold(workdir, what='run') as lease:
-      yield lease
-  except locks.LockError as e:
-    raise TrainingError(str(e)) from None
-
-
-def remove_stale_tmp(directory: pathlib.Path, older_than: float = locks.LEASE) -> None:
-  """Removes orbax's temporary checkpoints in ``directory`` left by a run that is gone.
-
-  Only those not written for ``older_than`` seconds: one that a live run is
-  still writing (a run whose lock was removed under it) is left alone. (orbax's
-  own start-up clean-up removes them all.)
-  """
-  now = time.time()
-  for tmp in directory.glob('*.orbax-checkpoint-tmp*'):
-    try:
-      newest = max((p.lstat().st_mtime for p in [tmp, *tmp.rglob('*')]), default=0.0)
-    except OSError:
-      continue
-    if now - newest > older_than:
-      logging.warning('removing %s, a checkpoint left unfinished by an earlier run', tmp)
-      shutil.rmtree(tmp, ignore_errors=True)
-
-
-class _Damaged(Exception):
-  """A checkpoint that cannot be resumed from: unreadable, or holding NaN or inf values."""
-
-
-def _resume(manager: ocp.CheckpointManager, abstract: phases.TrainState,
-            config: ml_collections.ConfigDict, workdir: pathlib.Path
-            ) -> tuple[phases.TrainState, dict]:
-  """The state of the latest good checkpoint and its 'train' record, if it continues the run.
-
-  Each checkpoint is checked as ``jdsr.load`` checks parameters (every value
-  finite). A damaged one (unreadable, or NaN or inf) is moved aside to
-  ``checkpoints/damaged-N``, with a warning, and the one before it is tried; if
-  none is good, a TrainingError names them.
-  """
-  damaged = []
-  for step in sorted(manager.all_steps(), reverse=True):
-    try:
-      state, train = _resume_step(manager, step, abstract, config, workdir)
-    except _Damaged as e:
-      damaged.append(str(e))
-      aside = workdir / 'checkpoints' / f'damaged-{step}'
-      os.replace(workdir / 'checkpoints' / str(step), aside)
-      manager.reload()
-      continue
-    if damaged:
-      logging.warning('%s: resuming from step %d instead (the damaged ones are in '
-                      'checkpoints/damaged-*)', '; '.join(damaged), step)
-    return state, train
-  raise TrainingError(f'no checkpoint can be resumed from: {"; ".join(damaged)}; the damaged '
-                      'ones are in checkpoints/damaged-*')
-
-
-def _resume_step(manager: ocp.CheckpointManager, step: int, abstract: phases.TrainState,
-                 config: ml_collections.ConfigDict, workdir: pathlib.Path
-                 ) -> tuple[phases.TrainState, dict]:
-  """The state of checkpoint ``step``; ``_Damaged`` if it cannot be read or is not finite."""
-  where = workdir / 'checkpoints' / str(step)
-  try:
-    with checkpoints.quiet_logs():
-      saved = manager.restore(step, args=checkpoints.restore_args(model_config=True, train=True))
-  except Exception as e:  # noqa: BLE001 - orbax raises many kinds for a damaged checkpoint
-    raise _Damaged(f'{where} cannot be read ({_what_is_missing(where, e)})') from None
-  for key in ('phase', 'seed', 'batch_size'):
-    if saved.train[key] != config[key]:
-      raise TrainingError(
-          f'{workdir} holds a run with {key}={saved.train[key]!r}, the config says '
-          f'{config[key]!r}: resuming would not continue that run; use another --workdir')
-  checkpoints.check_fits(config_lib.model_config(**saved.model_config), config.model, where)
-  try:
-    with checkpoints.quiet_logs():
-      restored = manager.restore(step, args=checkpoints.restore_args(
-          params=abstract.params, opt_state=abstract.opt_state))
-  except Exception as e:  # noqa: BLE001
-    raise _Damaged(f'{where} cannot be read ({_what_is_missing(where, e)})') from None
-  bad = [jax.tree_util.keystr(path) for path, leaf in
-         jax.tree_util.tree_leaves_with_path((restored.params, restored.opt_state))
-         if jnp.issubdtype(leaf.dtype, jnp.inexact) and not bool(jnp.isfinite(leaf).all())]
-  if bad:
-    raise _Damaged(f'{where} holds NaN or inf values ({len(bad)} arrays, such as {bad[0]})')
-  logging.info('Resuming from step %d', step)
-  return phases.TrainState(step=jnp.asarray(saved.train['step'], jnp.int32),
-                           params=restored.params, opt_state=restored.opt_state), saved.train
-
-
-def _what_is_missing(where: pathlib.Path, error: BaseException) -> str:
-  """What a checkpoint that cannot be read lacks, in a few words (orbax's own text is not)."""
-  for part in ('params', 'opt_state', 'train', 'model_config'):
-    folder = where / part
-    if not folder.exists():
-      return f'its {part}/ is missing'
-    if folder.is_dir() and (folder / 'manifest.ocdbt').exists():
-      listed = {p.name for p in (folder / 'ocdbt.process_0' / 'd').glob('*')}
-      manifest = (folder / 'manifest.ocdbt').read_bytes()
-      absent = sorted({name for name in _data_files(manifest) if name not in listed})
-      if absent:
-        return f'{part}/ocdbt.process_0/d/{absent[0]} is missing' + (
-            f', and {len(absent) - 1} more' if len(absent) > 1 else '')
-  return one_line(error, kind=True)[:200]
-
-
-def _data_files(manifest: bytes) -> set[str]:
-  """The names of the data files an OCDBT manifest refers to (32 hex digits each)."""
-  return {m.decode() for m in re.findall(rb'[0-9a-f]{32}', manifest)}
-
-
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
                        batches: Callable[[int], Iterator[dict]] | None = None) -> Result:
   """Train one phase into `workdir`, resuming from its latest checkpoint if there is one.
@@ -332,7 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   # starts (compiling, say) stops it before its first step, in one line, the lock released.
   signals = _Signals(enabled=jax.process_count() == 1)
   try:
-    with workdir_lock(workdir) as lease:
+    with guard_lib.lock(workdir) as lease:
       return _train(config, workdir, batches, signals, lease)
   finally:
     signals.restore()
@@ -341,30 +210,61 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
            batches: Callable[[int], Iterator[dict]] | None, signals: _Signals,
            lease: locks.Lease | None) -> Result:
-  # Each manager its own barrier names: with several processes, the periodic and the best
-  # checkpoint of one step are saved at once, and orbax names its barriers by step.
-  sync = lambda prefix: ocp.options.MultiprocessingOptions(barrier_sync_key_prefix=prefix)
-  if jax.process_index() == 0:
-    for folder in ('checkpoints', 'best'):
-      if (workdir / folder).is_dir():
-        remove_stale_tmp(workdir / folder)
-  manager = ocp.CheckpointManager(workdir / 'checkpoints', options=ocp.CheckpointManagerOptions(
-      max_to_keep=config.keep_checkpoints, create=True,
-      multiprocessing_options=sync('checkpoints')))
-  best = ocp.CheckpointManager(
-      workdir / 'best', options=ocp.CheckpointManagerOptions(
-          max_to_keep=1, create=True, best_fn=lambda m: m['val/psnr'], best_mode='max',
-          multiprocessing_options=sync('best')))
-  try:
-    return _run(config, workdir, batches, manager, best, signals, lease)
-  finally:  # also when the run stops early: orbax's threads end before the interpreter does
-    manager.close()
-    best.close()
+  with guard_lib.RunGuard(workdir, keep=config.keep_checkpoints, lease=lease) as guard:
+    return _run(config, workdir, batches, guard, signals)
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """A run's compiled functions: ``init(params)``, ``step(state, batch, rates)``, ``predict(params, x)``."""
+  init: Callable
+  step: Callable
+  predict: Callable
+
+
+_PROGRAMS: dict[tuple, Programs] = {}
+_KEEP_PROGRAMS = 16  # structures whose programs a process keeps (the oldest go first)
+
+
+def programs(model: JDSR, phase_name: str, adam: tuple, remat: bool, microbatches: int,
+             mesh: jax.sharding.Mesh) -> Programs:
+  """The jitted functions of a run on ``model``'s structure, built once per structure in a process.
+
+  Everything a program depends on is a key here: the model's config (its
+  architecture and compute settings), the phase, Adam's settings, remat, the
+  microbatches and the mesh. Learning rates and the schedule's length are not
+  (they are fed to the step), so runs that differ only in them, or that are run
+  again in one process, share one program: no new trace, no new compile.
+  """
+  key = (json.dumps(dict(model.config), sort_keys=True), phase_name, adam, remat, microbatches,
+         mesh)
+  if key not in _PROGRAMS:
+    if len(_PROGRAMS) >= _KEEP_PROGRAMS:
+      _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    _PROGRAMS[key] = _build_programs(nnx.graphdef(model), *key[1:])
+  return _PROGRAMS[key]
+
+
+def _build_programs(graphdef: nnx.GraphDef, phase_name: str, adam: tuple, remat: bool,
+                    microbatches: int, mesh: jax.sharding.Mesh) -> Programs:
+  phase = phases.get(phase_name)
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  tx = phases.optimizer(*adam)
+  init = jax.jit(lambda p: phases.init_state(p, phase, tx), out_shardings=replicated)
+  step = compiling.compile_on_first_call(jax.jit(
+      phases.make_train_step(graphdef, phase, tx, remat, microbatches),
+      in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
+      donate_argnums=0))
+  predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x),
+                       compiler_options=xla_options.compiler_options() or None)
+  # The image goes in replicated, as the parameters are: one global array on every host.
+  predict = lambda p, x: predict_fn(p, jax.device_put(x, replicated))
+  return Programs(init=init, step=step, predict=predict)
 
 
 def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-         batches: Callable[[int], Iterator[dict]] | None, manager: ocp.CheckpointManager,
-         best: ocp.CheckpointManager, signals: _Signals, lease: locks.Lease | None) -> Result:
+         batches: Callable[[int], Iterator[dict]] | None, guard: guard_lib.RunGuard,
+         signals: _Signals) -> Result:
   from jdsr.data import pipeline
 
   phase = phases.get(config.phase)
@@ -378,31 +278,26 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   train_info = lambda step: {'step': step, 'phase': phase.name, 'seed': config.seed,
                              'batch_size': config.batch_size, 'data_position': step * per_host,
                              'data_state': _loader_state(loader, step), 'config': flat_config}
-  resuming = manager.latest_step() is not None
+  resuming = guard.latest_step() is not None
   # A resumed run takes everything from its checkpoint: init_from is not read.
   model = abstract_model(config.model) if resuming else initial_model(config)
   model_config = dict(model.config)
   graphdef, params = nnx.split(model, nnx.Param)
-
-  tx = phases.make_optimizer(config)
-  init = jax.jit(lambda p: phases.init_state(p, phase, tx), out_shardings=replicated)
-  step_fn = compiling.compile_on_first_call(jax.jit(
-      phases.make_train_step(graphdef, phase, tx, phases.use_remat(config.remat),
-                             config.microbatches),
-      in_shardings=(replicated, sharded), out_shardings=(replicated, replicated),
-      donate_argnums=0))
-  predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x),
-                       compiler_options=xla_options.compiler_options() or None)
-  # The image goes in replicated, as the parameters are: one global array on every host.
-  predict = lambda p, x: predict_fn(p, jax.device_put(x, replicated))
+  run = programs(model, phase.name, (config.adam_b1, config.adam_b2, config.adam_eps),
+                 phases.use_remat(config.remat), config.microbatches, mesh)
+  predict = run.predict
   if resuming:
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                            jax.eval_shape(init, params))
-    state, saved = _resume(manager, abstract, config, workdir)
+                            jax.eval_shape(run.init, params))
+    params, opt_state, saved = guard.resume(
+        abstract.params, abstract.opt_state,
+        {key: config[key] for key in ('phase', 'seed', 'batch_size')}, config.model)
+    state = phases.TrainState(step=jnp.asarray(saved['step'], jnp.int32), params=params,
+                              opt_state=opt_state)
     saved_data_state = saved.get('data_state')
     _warn_changes(saved.get('config'), flat_config, workdir)
   else:
-    state, saved_data_state = init(params), None
+    state, saved_data_state = run.init(params), None
   start = int(state.step)
   val_items = sources.validation_set(config, ('blur_lr', phase.target))
 
@@ -423,6 +318,7 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
     writer.write_hparams(_flat(config))
   report = writer_lib.Progress(config.num_train_steps, writer)
   schedules = {group: phases.learning_rates(config)[group] for group in phase.trained}
+  rates = lambda step: jax.device_put(phases.rates_at(schedules, step), replicated)
   train_metrics, scalars, step = None, {}, start
 
   # The image the model must still restore before anything is saved (else a training crop).
@@ -438,44 +334,31 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
                    f'at step {step} the update would make parameters NaN or inf; not applied')
 
   def stop(problem: str) -> TrainingError:
-    last = manager.latest_step()
     return TrainingError(
-        f'{problem}: stopped. The latest checkpoint is '
-        f'{workdir / "checkpoints" / str(last) if last else "none"} (checked when it is resumed). '
-        'Lower the learning rate or check the data.')
-
-  def still_ours() -> None:
-    """A TrainingError if the workdir's lock was removed or taken by another run."""
-    try:
-      if lease is not None:
-        lease.check()
-    except locks.LockError as e:
-      raise TrainingError(str(e)) from None
+        f'{problem}: stopped. The latest checkpoint is {guard.latest_path() or "none"} '
+        '(checked when it is resumed). Lower the learning rate or check the data.')
 
   def save(step: int) -> None:
     """A checkpoint of ``state``, unless the model's output has become NaN or inf."""
-    still_ours()
+    guard.still_ours()
     out = np.asarray(predict(state.params, probe))
     if not np.isfinite(out).all():
       raise stop(f'at step {step} the model outputs NaN or inf (the parameters have diverged); '
                  'not saved')
-    _written(manager, step, lambda: manager.save(step, args=checkpoints.save_args(
-        state.params, model_config, opt_state=state.opt_state, train=train_info(step))),
-        (state.params, state.opt_state))
+    guard.save(step, state.params, model_config, opt_state=state.opt_state,
+               train=train_info(step))
 
   if signals.received:  # while the run was starting: nothing new to save
-    latest = manager.latest_step()
-    raise Stopped(signals.received, start,
-                  workdir / 'checkpoints' / str(latest) if latest is not None else None)
+    raise Stopped(signals.received, start, guard.latest_path())
   try:
     for step in range(start + 1, config.num_train_steps + 1):
-      if lease is not None and lease.lost.is_set():
-        still_ours()
+      if guard.lease is not None and guard.lease.lost.is_set():
+        guard.still_ours()
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
         batch, host_batch = _next_batch(data)
         if probe is None:
           probe = host_batch['blur_lr'][:1]
-        state, out = step_fn(state, batch)
+        state, out = run.step(state, batch, rates(step))
       # Nothing here waits for the device: the outcome is read at the next log, validation or
       # checkpoint step (a non-finite step changed nothing, and nothing is saved after it).
       pending.append((step, out))
@@ -489,8 +372,8 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         pending = []
       if step % config.log_every == 0 or last_step:
         logged = {f'train/{k}': v for k, v in train_metrics.compute().items()}
-        logged.update({f'train/lr_{group}': float(schedule(step - 1))
-                       for group, schedule in schedules.items()})
+        logged.update({f'train/lr_{group}': float(rate)
+                       for group, rate in phases.rates_at(schedules, step).items()})
         writer.write_scalars(step, logged)
         train_metrics = None
       if val_items and (step % config.eval_every == 0 or last_step):
@@ -502,59 +385,29 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
             raise stop(f'at step {step} {e}; not saved') from None
         writer.write_scalars(step, scalars)
         writer.write_images(step, images)
-        _written(best, step, lambda: best.save(
-            step, args=checkpoints.save_args(state.params, model_config), metrics=scalars),
-            (state.params,))
+        guard.save_best(step, state.params, model_config, scalars)
       if step % config.checkpoint_every == 0 or last_step:
         save(step)
-      if not last_step and (signals.received or manager.reached_preemption(step)):
+      if not last_step and (signals.received or guard.reached_preemption(step)):
         check(pending)
-        if step > (manager.latest_step() or 0):
+        if step > (guard.latest_step() or 0):
           logging.warning('%s: saving step %d before stopping', signals.received or 'preempted',
                           step)
           save(step)
         raise Stopped(signals.received or 'preemption', step,
-                      workdir / 'checkpoints' / str(manager.latest_step()))
+                      guard.latest_path())
   except KeyboardInterrupt:
     check(pending)
-    if int(state.step) > (manager.latest_step() or 0) and probe is not None:
+    if int(state.step) > (guard.latest_step() or 0) and probe is not None:
       logging.warning('Interrupted: saving step %d before stopping', int(state.step))
       save(int(state.step))
     raise
   finally:
     data = None
-    manager.wait_until_finished()
-    best.wait_until_finished()
+    guard.wait()
     writer.close()
   model = nnx.merge(graphdef, jax.device_get(state.params))
   return Result(state=state, model=model, scalars=scalars, workdir=workdir)
-
-
-def _room(directory: pathlib.Path, trees: tuple, step: int) -> None:
-  """A TrainingError, before anything is written, if ``directory`` has no room for a checkpoint.
-
-  A checkpoint takes the trees' bytes plus orbax's metadata: twice the bytes and 2 MiB are
-  asked for, so that a disk that fills up is found here, not halfway through a write.
-  """
-  need = 2 * sum(x.nbytes for tree in trees for x in jax.tree.leaves(tree)) + 2 * 2**20
-  directory.mkdir(parents=True, exist_ok=True)
-  free = shutil.disk_usage(directory).free
-  if free < need:
-    raise TrainingError(f'no room for checkpoint {step} in {directory}: it needs about '
-                        f'{need / 2**20:,.0f} MiB, {free / 2**20:,.1f} MiB are free; the '
-                        'checkpoints before it are intact')
-
-
-def _written(manager: ocp.CheckpointManager, step: int, save: Callable[[], Any],
-             trees: tuple = ()) -> None:
-  """Saves, waits until written, and turns a failure (a full disk) into one TrainingError."""
-  _room(pathlib.Path(manager.directory), trees, step)
-  try:
-    save()
-    manager.wait_until_finished()
-  except Exception as e:  # noqa: BLE001 - orbax raises many kinds, from its writer threads too
-    raise TrainingError(f'cannot write checkpoint {step} in {manager.directory} '
-                        f'({one_line(e, kind=True)}); the checkpoints before it are intact') from e
 
 
 def _warn_changes(saved: dict | None, now: dict, workdir: pathlib.Path) -> None:

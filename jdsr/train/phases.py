@@ -28,6 +28,7 @@ import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 from flax import nnx
 
@@ -121,7 +122,12 @@ def _group_labels(params: nnx.State) -> nnx.State:
 
 
 def learning_rates(config: ml_collections.ConfigDict) -> dict[str, optax.Schedule]:
-  """Per group: cosine annealing from its initial rate to ``config.min_learning_rate``."""
+  """Per group: cosine annealing from its initial rate to ``config.min_learning_rate``.
+
+  The schedules run on the host: the loop evaluates them at each step and feeds
+  the rates to the compiled step (``make_train_step``), so runs that differ only
+  in their rates or their length share one program.
+  """
   out = {}
   for group, lr in (('deblur', config.learning_rate),
                     ('sr', config.get('sr_learning_rate') or config.learning_rate)):
@@ -130,11 +136,30 @@ def learning_rates(config: ml_collections.ConfigDict) -> dict[str, optax.Schedul
   return out
 
 
+def rates_at(schedules: dict[str, optax.Schedule], step: int) -> dict[str, np.ndarray]:
+  """The rates of step ``step`` (1-based) as float32 scalars: the schedules at ``step - 1``.
+
+  What the step is fed and what the loop logs: optax's own count starts at 0.
+  """
+  return {group: np.asarray(schedule(step - 1), np.float32)
+          for group, schedule in schedules.items()}
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam per group with its own schedule, for the trained parameters (``split_params``)."""
-  adam = lambda lr: optax.adam(lr, b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
-  return optax.partition({group: adam(lr) for group, lr in learning_rates(config).items()},
-                         _group_labels)
+  """``optimizer`` with the config's Adam settings."""
+  return optimizer(config.adam_b1, config.adam_b2, config.adam_eps)
+
+
+def optimizer(b1: float, b2: float, eps: float) -> optax.GradientTransformation:
+  """Adam's moments per group, for the trained parameters (``split_params``).
+
+  ``optax.adam(lr)`` is ``scale_by_adam`` followed by scaling by ``-lr``; the
+  step does the scaling with the rate it is given (``make_train_step``), so no
+  rate is a constant of the compiled program. ``b1``, ``b2`` and ``eps`` are:
+  runs that change them compile anew.
+  """
+  adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
+  return optax.partition({group: adam for group in GROUPS}, _group_labels)
 
 
 # -- the step ----------------------------------------------------------------------
@@ -187,8 +212,13 @@ OPTIMIZER_SCOPE = 'optimizer'  # its ops' named scope (benchmarks/breakdown.py)
 
 def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTransformation,
                     remat: bool = False, microbatches: int = 1
-                    ) -> Callable[[TrainState, dict], tuple]:
-  """``step(state, batch) -> (state, {'loss', 'finite'})``, pure (to be jit-compiled).
+                    ) -> Callable[[TrainState, dict, dict], tuple]:
+  """``step(state, batch, rates) -> (state, {'loss', 'finite'})``, pure (to be jit-compiled).
+
+  ``rates``: the learning rate of each group for this step, scalars
+  (``rates_at``), arguments of the program, not constants in it. ``tx`` is
+  ``make_optimizer``'s: each trained parameter's update is its Adam direction
+  times ``-rates[group]``.
 
   ``batch['weight']`` (N,) weighs each sample: 1, or 0 for the padding that
   makes a batch divisible over the devices. The loss is the weighted mean of
@@ -211,7 +241,7 @@ def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTran
   def gradients(params: nnx.State, batch: dict) -> tuple[jax.Array, nnx.State]:
     return nnx.value_and_grad(weighted_sum, argnums=wrt)(nnx.merge(graphdef, params), batch)
 
-  def step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+  def step(state: TrainState, batch: dict, rates: dict) -> tuple[TrainState, dict]:
     trained, frozen = split_params(state.params, phase)
     if microbatches == 1:
       total, grads = gradients(state.params, batch)
@@ -230,7 +260,9 @@ def make_train_step(graphdef: nnx.GraphDef, phase: Phase, tx: optax.GradientTran
     count = jnp.sum(batch['weight'])
     loss, grads = total / count, jax.tree.map(lambda g: g / count, grads)
     with jax.named_scope(OPTIMIZER_SCOPE):
-      updates, opt_state = tx.update(grads, state.opt_state, trained)
+      directions, opt_state = tx.update(grads, state.opt_state, trained)
+      updates = jax.tree_util.tree_map_with_path(
+          lambda path, u: -rates[param_group(path)] * u, directions)
       params = nnx.merge_state(optax.apply_updates(trained, updates), frozen)
     new = TrainState(step=state.step + 1, params=params, opt_state=opt_state)
     finite = jnp.isfinite(loss) & all_finite(params)
