@@ -53,14 +53,14 @@ fi
 if [ "$REHEARSE" = 1 ]; then
   PLATFORM=cpu
   # The CPU runs every golden test in the test suite; here, one of each kind, quickly.
-  GOLDEN=(-m "not slow" tests/test_model.py::test_golden_forward tests/test_losses.py
-          tests/test_mixed_precision.py)
+  GOLDEN=(-m "not slow" tests/nn/test_model.py::test_golden_forward tests/train/test_losses.py
+          tests/nn/test_mixed_precision.py)
   BENCH=(--device cpu --runs 1 --small)
 else
   PLATFORM=cuda
   "$PYTHON" -c "import jax; assert jax.default_backend() == 'gpu', f'JAX sees no GPU: {jax.devices()}'"
-  GOLDEN=(tests/test_model.py tests/test_layers.py tests/test_inference.py tests/test_losses.py
-          tests/test_mixed_precision.py)
+  GOLDEN=(tests/nn/test_model.py tests/nn/test_layers.py tests/inference/test_inference.py tests/train/test_losses.py
+          tests/nn/test_mixed_precision.py)
   BENCH=(--device cuda --runs 10)
 fi
 

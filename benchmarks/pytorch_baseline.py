@@ -4,7 +4,7 @@ The official implementation is not part of this project, so this script times
 the same network in PyTorch, ``tests.torch_network.Net`` (the structure of
 docs/network.md, "Network", the module names of the official checkpoint, so
 that an official state dict loads into it strictly), the way ``forward.py`` and
-``train_step.py`` time ours. tests/test_model.py checks that network against
+``train_step.py`` time ours. tests/nn/test_model.py checks that network against
 the official implementation's numbers.
 
     python -m benchmarks.pytorch_baseline [--runs 3] [--threads 2]

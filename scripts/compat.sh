@@ -19,7 +19,7 @@ PACKAGES=(--upgrade jax flax optax orbax-checkpoint)
 if [ "${1:-}" = "--oldest" ]; then
   VERSION=3.11
   VENV=.venv-oldest
-  # The lower bounds of pyproject.toml (tests/test_compat.py checks that they agree).
+  # The lower bounds of pyproject.toml (tests/e2e/test_compat.py checks that they agree).
   PACKAGES=(jax==0.10.0 jaxlib==0.10.0 flax==0.12.8 optax==0.2.5 orbax-checkpoint==0.11.17)
 fi
 
@@ -62,8 +62,8 @@ after=$("$P" -c 'import jax, jaxlib; print(jax.__version__, jaxlib.__version__)'
   || { echo "compat: the core install brought TensorFlow or PyTorch" >&2; exit 1; }
 
 phase "golden forward and TLSC"
-"$P" -m pytest -q -p no:cacheprovider tests/test_model.py::test_golden_forward \
-  tests/test_model.py::test_golden_forward_with_tlsc
+"$P" -m pytest -q -p no:cacheprovider tests/nn/test_model.py::test_golden_forward \
+  tests/nn/test_model.py::test_golden_forward_with_tlsc
 phase "phase-3 training (tiny model, 2 steps, on the sample photos), no TensorFlow"
 work=$(mktemp -d)
 "$P" train.py --config configs/tiny.py --workdir "$work/run" --config.phase=joint \

@@ -18,4 +18,4 @@ PYTHON=${PYTHON:-python3.11}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -r requirements-test.txt
-exec .venv/bin/python -m pytest -q -n 2 --dist "$DIST" --durations=15 "${SELECT[@]}" tests "$@"
+exec .venv/bin/python -m pytest -q -n 2 --dist "$DIST" --durations=25 "${SELECT[@]}" tests "$@"

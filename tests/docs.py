@@ -17,18 +17,18 @@ import subprocess
 import sys
 import tomllib
 
-ROOT = pathlib.Path(__file__).parents[1]
+from tests.helpers import ROOT  # noqa: E402
 MARKER = re.compile(r'#.*\b(needs|benchmark|a server)\b')
 EXPORT_COMMAND = 'jdsr-export --out exported'
 ONNX_EXPORT_COMMAND = 'jdsr-export --out exported_onnx --formats onnx'
 ELSEWHERE = {
     'bash scripts/test.sh': 'CI (.ci/run)',
     'bash scripts/test.sh --fast': 'CI runs the whole suite, of which this is a part',
-    'bash scripts/demo.sh': 'tests/test_readme.py::test_demo_sh',
+    'bash scripts/demo.sh': 'tests/e2e/test_readme.py::test_demo_sh',
     'bash benchmarks/gpu_check.sh --rehearse': '.ci/run',
-    'python eval.py': 'tests/test_readme.py::test_demo_sh (scripts/demo.sh runs it)',
-    EXPORT_COMMAND: 'tests/test_export.py',
-    ONNX_EXPORT_COMMAND: 'tests/test_runtimes.py',
+    'python eval.py': 'tests/e2e/test_readme.py::test_demo_sh (scripts/demo.sh runs it)',
+    EXPORT_COMMAND: 'tests/checkpoints/test_export.py',
+    ONNX_EXPORT_COMMAND: 'tests/inference/test_runtimes.py',
 }
 SCRIPTS = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['scripts']
 FIRST_WORDS = ('python', 'bash', 'tensorboard', 'pip', *SCRIPTS)
@@ -64,12 +64,12 @@ def python_blocks(doc: str | pathlib.Path) -> list[str]:
 
 
 def export_loaders() -> list[str]:
-  """docs/export.md's Python blocks that load the export (run by tests/test_export.py)."""
+  """docs/export.md's Python blocks that load the export (run by tests/checkpoints/test_export.py)."""
   return [text for text in python_blocks('docs/export.md') if "'exported/" in text]
 
 
 def onnx_loaders() -> list[str]:
-  """docs/export.md's Python blocks that run the ONNX export (run by tests/test_runtimes.py)."""
+  """docs/export.md's Python blocks that run the ONNX export (run by tests/inference/test_runtimes.py)."""
   return [text for text in python_blocks('docs/export.md') if "'exported_onnx/" in text]
 
 
@@ -95,6 +95,20 @@ def repo_copy(root: pathlib.Path) -> pathlib.Path:
       (target / name).parent.mkdir(parents=True, exist_ok=True)
       shutil.copy2(ROOT / name, target / name)
   return target
+
+
+def run_all(doc: str, repo: pathlib.Path, tmp: pathlib.Path, skip=()) -> list[tuple[str, str]]:
+  """Runs ``to_run(doc)`` in ``repo`` as a user would (``env(tmp)``), but those in ``skip``;
+  (command, its output) of each. Each must succeed."""
+  ran = []
+  for command in to_run(doc):
+    if command in skip:
+      continue
+    result = subprocess.run(['bash', '-c', command], cwd=repo, env=env(tmp),
+                            capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, f'{command}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}'
+    ran.append((command, result.stdout + result.stderr))
+  return ran
 
 
 def env(tmp: pathlib.Path) -> dict:

@@ -4,7 +4,7 @@ The official implementation is not part of this project, so this module builds
 the same network in PyTorch (the structure of docs/network.md, "Network"),
 with the official checkpoint's module names, so that an official state dict
 loads into it strictly (``Net().load_state_dict(sd, strict=True)``). It is the
-oracle of the gradient tests (``tests/test_model.py``) and the baseline that
+oracle of the gradient tests (``tests/nn/test_model.py``) and the baseline that
 ``benchmarks/pytorch_baseline.py`` times (its ``--check`` shows that it gives
 the reference outputs). NCHW, like PyTorch.
 """

@@ -13,6 +13,11 @@ A model can come from three kinds of path, and ``kind(path)`` tells which:
 * ``'workdir'``: a training workdir. ``resolve`` picks its best checkpoint by
   validation PSNR, or else its latest.
 
+The package also holds ``pth`` (the official format), ``training`` (the run
+guard: a training run's checkpoints, resuming from the last good one, full
+disks, the workdir's lock), ``export`` (``jax.export`` and SavedModel) and
+``onnx`` (the ONNX file).
+
 Anything else is a ``CheckpointError`` with a one-line message that names the
 path. So is a checkpoint that cannot be read or does not fit the config.
 

@@ -1,1 +1,2 @@
-"""The console scripts ``jdsr-restore``, ``jdsr-convert`` and ``jdsr-export``, and what they share (``common``)."""
+"""The console scripts ``jdsr-restore`` (``restore``), ``jdsr-convert`` (``convert``),
+``jdsr-export`` (``export``) and ``jdsr-app`` (``app``), and what they share (``common``)."""

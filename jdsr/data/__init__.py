@@ -1,1 +1,3 @@
-"""Datasets: finding and pairing the frames of REDS on disk (``jdsr.data.reds``)."""
+"""Datasets: REDS on disk (``reds``) and through tensorflow-datasets (``reds_tfds``), tiled
+frames (``tiles``), the training input pipeline with grain (``pipeline``), where a config's
+data comes from (``sources``), and synthetic camera shake (``degrade``)."""

@@ -1,2 +1,3 @@
 """Files: atomic writes (``files``), pixel formats and resizing (``pixels``), image
-files (``imagefile``), and where each input's output goes (``outputs``)."""
+files (``imagefile``), where each input's output goes (``outputs``), and folders held by
+one run at a time (``locks``)."""

@@ -19,6 +19,7 @@ import jdsr
 from jdsr.checkpoints import training as guard_lib
 from jdsr.errors import CheckpointError, TrainingError
 from jdsr.io import locks
+from tests import helpers
 
 CONFIG = jdsr.tiny_model_config()
 RECORD = {'phase': 'deblur', 'seed': 0, 'batch_size': 2}
@@ -116,6 +117,20 @@ def test_no_room_is_one_line_before_anything_is_written(tmp_path, monkeypatch):
   assert str(raised.value).startswith(f'no room for checkpoint 2 in {tmp_path / "checkpoints"}')
   assert 'MiB are free; the checkpoints before it are intact' in str(raised.value)
   assert sorted(p.name for p in (tmp_path / 'checkpoints').iterdir()) == before
+
+
+def test_a_full_disk_is_one_line_and_harms_no_checkpoint(small_disk):
+  work = small_disk / 'run'
+  _save(work, (1, 1.0))
+  saved = helpers.files(work / 'checkpoints' / '1')
+  free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+  (small_disk / 'filler').write_bytes(bytes(max(free - 512 * 1024, 0)))
+  with pytest.raises(TrainingError) as raised:
+    _save(work, (2, 2.0))
+  assert str(raised.value).startswith(f'no room for checkpoint 2 in {work / "checkpoints"}: ')
+  assert 'MiB are free' in str(raised.value)
+  assert helpers.files(work / 'checkpoints' / '1') == saved
+  assert jdsr.checkpoints.steps(work / 'checkpoints') == [1]
 
 
 def test_a_write_that_fails_midway_is_one_training_error(tmp_path, monkeypatch):

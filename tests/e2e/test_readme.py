@@ -1,0 +1,96 @@
+"""README.md, docs/usage.md and docs/export.md: their commands and Python, run as written.
+
+The commands run in a copy of the repository (tests/docs.py says which are left to other
+tests and which are documented only); tests/e2e/test_docs.py does the same for the other docs.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import av
+import pytest
+from PIL import Image
+
+from tests import docs
+
+DOCS = ('README.md', 'docs/usage.md', 'docs/export.md')
+ALL_DOCS = ('README.md', *sorted(f'docs/{p.name}' for p in (docs.ROOT / 'docs').glob('*.md')),
+            'jdsr/models/demo/MODEL_CARD.md')
+
+
+@pytest.mark.parametrize('doc', ALL_DOCS)
+def test_every_command_is_run_somewhere_or_says_what_it_needs(doc):
+  for command in docs.commands(doc):
+    assert command.split()[0] in docs.FIRST_WORDS, command
+    if command.startswith('pip'):
+      assert docs.MARKER.search(command), f'{doc}: pip: say what it needs: {command}'
+
+
+def test_the_docs_show_the_commands_they_promise():
+  readme = docs.commands('README.md')
+  assert 'bash scripts/demo.sh' in readme and 'bash scripts/test.sh' in readme
+  assert 'bash scripts/test.sh --fast' in (docs.ROOT / 'README.md').read_text()
+  assert any(c.startswith('python train.py --config configs/tiny.py')
+             for c in docs.commands('docs/training.md'))
+  assert docs.EXPORT_COMMAND in map(docs.bare, docs.commands('docs/export.md'))
+  assert len(docs.export_loaders()) == 2 and len(docs.onnx_loaders()) == 2
+  assert docs.ONNX_EXPORT_COMMAND in map(docs.bare, docs.commands('docs/export.md'))
+  assert 'bash scripts/test.sh' in (docs.ROOT / '.ci' / 'run').read_text()
+  assert len((docs.ROOT / 'README.md').read_bytes()) <= 12 * 1024
+
+
+@pytest.mark.slow
+def test_readme_usage_and_export_commands_run_as_written(repo_copy, tmp_path):
+  """Each command once: usage.md repeats three of README's (the same outputs, so run once)."""
+  readme = docs.run_all('README.md', repo_copy, tmp_path)
+  assert len(readme) == 3, [c for c, _ in readme]
+  assert Image.open(repo_copy / 'chelsea_x4.png').size == (4 * 112, 4 * 75)
+  assert len(list((repo_copy / 'restored_photos').glob('*.png'))) == 4
+  with av.open(str(repo_copy / 'clip_x4.mp4')) as clip:
+    assert sum(1 for _ in clip.decode(video=0)) == 8 and clip.streams.video[0].width == 448
+  assert any('compiling the model for' in out for _, out in readme)
+
+  done = [c for c, _ in readme]
+  usage = docs.run_all('docs/usage.md', repo_copy, tmp_path, skip=done)
+  assert len(usage) + sum(c in done for c in docs.to_run('docs/usage.md')) == 6
+  assert sum(c in done for c in docs.to_run('docs/usage.md')) == 3  # README's three
+  export = docs.run_all('docs/export.md', repo_copy, tmp_path)
+  assert len(usage) + len(export) == 5, [c for c, _ in usage + export]
+  assert Image.open(repo_copy / 'coffee_x4.png').size == (4 * 150, 4 * 100)
+  w, h = Image.open(repo_copy / 'samples' / 'blurry' / 'rocket.png').size
+  assert Image.open(repo_copy / 'rocket_x4.png').size == (4 * w, 4 * h)  # --runtime onnxruntime
+  with av.open(str(repo_copy / 'clip_x4.mkv')) as clip:
+    assert clip.streams.video[0].codec_context.name == 'ffv1'
+  assert (repo_copy / 'demo.pth').stat().st_size > 0
+  assert (repo_copy / 'demo_ckpt' / 'params').is_dir()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('doc', DOCS)
+def test_python_runs(repo_copy, doc):
+  blocks = [text for text in docs.python_blocks(doc)
+            if text not in docs.export_loaders() + docs.onnx_loaders()]
+  assert blocks or doc == 'docs/export.md'
+  for text in blocks:
+    result = subprocess.run([sys.executable, '-c', text], cwd=repo_copy, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_demo_sh():
+  """`bash scripts/demo.sh` where its .venv already exists (as in CI, after scripts/test.sh)."""
+  if not (docs.ROOT / '.venv' / 'bin' / 'python').exists():
+    pytest.skip('no .venv here: scripts/demo.sh would install everything (CI has one)')
+  result = subprocess.run(['bash', 'scripts/demo.sh'], cwd=docs.ROOT,
+                          capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Side-by-side figures:' in result.stdout
+  summary = json.loads((docs.ROOT / 'demo_output' / 'summary.json').read_text())
+  assert summary['restored'] == summary['scored'] == 4 and not summary['failed']
+  assert summary['mean']['psnr'] > summary['mean']['bicubic_psnr']  # the demo beats bicubic
+  assert summary['mean']['ssim'] > summary['mean']['bicubic_ssim']
+  assert len(list((docs.ROOT / 'demo_output' / 'figures').glob('*.png'))) == 4
