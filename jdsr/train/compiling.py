@@ -1,4 +1,8 @@
-"""Compiling a jitted step before its first run, and giving the compiler's memory back.
+"""A training run's compiled programs, built once per structure; compiling before the first run.
+
+``programs`` builds a run's init, step and predict functions once per model
+structure, phase and optimizer settings in a process (learning rates are the
+step's arguments, so they are not part of the key).
 
 XLA frees most of what it allocates while compiling, but glibc's malloc keeps
 those freed pages (they are scattered among live ones) and the step's buffers
@@ -12,13 +16,19 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import functools
+import json
 from typing import Any, Callable
 
 import jax
 import numpy as np
+from flax import nnx
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from jdsr.nn import xla_options
+from jdsr.nn.model import JDSR
+from jdsr.train import phases
 
 
 @functools.cache
@@ -62,3 +72,59 @@ def compile_on_first_call(jitted: Any) -> Callable:
     return compiled[key](*args)
 
   return call
+
+
+# -- a training run's programs ------------------------------------------------------
+
+
+def mesh() -> jax.sharding.Mesh:
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+  """A run's compiled functions: ``init(params)``, ``step(state, batch, rates)``, ``predict(params, x)``."""
+  init: Callable
+  step: Callable
+  predict: Callable
+
+
+_PROGRAMS: dict[tuple, Programs] = {}
+_KEEP_PROGRAMS = 16  # structures whose programs a process keeps (the oldest go first)
+
+
+def programs(model: JDSR, phase_name: str, adam: tuple, remat: bool, microbatches: int,
+             mesh: jax.sharding.Mesh) -> Programs:
+  """The jitted functions of a run on ``model``'s structure, built once per structure in a process.
+
+  Everything a program depends on is a key here: the model's config (its
+  architecture and compute settings), the phase, Adam's settings, remat, the
+  microbatches and the mesh. Learning rates and the schedule's length are not
+  (they are fed to the step), so runs that differ only in them, or that are run
+  again in one process, share one program: no new trace, no new compile.
+  """
+  key = (json.dumps(dict(model.config), sort_keys=True), phase_name, adam, remat, microbatches,
+         mesh)
+  if key not in _PROGRAMS:
+    if len(_PROGRAMS) >= _KEEP_PROGRAMS:
+      _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    _PROGRAMS[key] = _build_programs(nnx.graphdef(model), *key[1:])
+  return _PROGRAMS[key]
+
+
+def _build_programs(graphdef: nnx.GraphDef, phase_name: str, adam: tuple, remat: bool,
+                    microbatches: int, mesh: jax.sharding.Mesh) -> Programs:
+  phase = phases.get(phase_name)
+  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
+  tx = phases.optimizer(*adam)
+  init = jax.jit(lambda p: phases.init_state(p, phase, tx), out_shardings=replicated)
+  step = compile_on_first_call(jax.jit(
+      phases.make_train_step(graphdef, phase, tx, remat, microbatches),
+      in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
+      donate_argnums=0))
+  predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x),
+                       compiler_options=xla_options.compiler_options() or None)
+  # The image goes in replicated, as the parameters are: one global array on every host.
+  predict = lambda p, x: predict_fn(p, jax.device_put(x, replicated))
+  return Programs(init=init, step=step, predict=predict)

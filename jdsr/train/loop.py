@@ -37,8 +37,6 @@ import json
 import logging
 import os
 import pathlib
-import signal
-import threading
 from typing import Any, Callable, Iterator
 
 import jax
@@ -53,25 +51,15 @@ from jdsr import checkpoints
 from jdsr.checkpoints import training as guard_lib
 from jdsr.errors import TrainingError, one_line
 from jdsr.io import locks
-from jdsr.train import compiling, phases, writer as writer_lib
-from jdsr.evaluation import metrics as image_metrics
+from jdsr.train import compiling, phases, signals as signals_lib, writer as writer_lib
+from jdsr.train.signals import Stopped
+from jdsr.train.validation import validate
 from jdsr.io import pixels
 from jdsr.data import sources
-from jdsr.nn import xla_options
 from jdsr.nn.model import JDSR, abstract_model, build_model
 
 
 LOCK = locks.NAME  # in the workdir while a run trains there
-
-
-class Stopped(Exception):
-  """A run stopped by SIGTERM or SIGINT (Ctrl-C), its checkpoint saved: running it again resumes."""
-
-  def __init__(self, signal_name: str, step: int, checkpoint: pathlib.Path | None):
-    self.signal_name, self.step, self.checkpoint = signal_name, step, checkpoint
-    where = f'checkpoint {checkpoint} saved' if checkpoint else 'no checkpoint yet'
-    super().__init__(f'stopped by {signal_name} at step {step}, {where}; run the same command '
-                     'again to resume')
 
 
 TrainMetrics = metrics.Collection.create(loss=metrics.Average.from_output('loss'))
@@ -90,34 +78,6 @@ def initial_model(config: ml_collections.ConfigDict) -> JDSR:
 
 
 # -- validation -------------------------------------------------------------------
-
-
-def _panel(image: np.ndarray, height: int) -> np.ndarray:
-  """An image nearest-upscaled to `height` rows (for image summaries)."""
-  factor = height // image.shape[0]
-  return np.repeat(np.repeat(image, factor, 0), factor, 1) if factor > 1 else image
-
-
-def validate(predict: Callable, params: nnx.State, items: list[dict], phase: phases.Phase,
-             num_images: int) -> tuple[dict, dict]:
-  """(scalars, images): mean PSNR/SSIM of the output on `items`, and input | output | target panels."""
-  psnrs, ssims, images = [], [], {}
-  for i, item in enumerate(items):
-    out = np.asarray(predict(params, pixels.to_float(item['blur_lr'])[None]))[0]
-    if not np.isfinite(out).all():
-      raise TrainingError(f"the model's output for validation image {item['id']} is NaN or inf "
-                          '(the parameters have diverged)')
-    pred, target = pixels.quantize(out), pixels.quantize(item[phase.target])
-    psnrs.append(image_metrics.psnr(pred, target))
-    ssims.append(image_metrics.ssim(pred, target))
-    if i < num_images:
-      h = target.shape[0]
-      row = [_panel(pixels.quantize(item['blur_lr']), h), pred, target]
-      images[f'val/{i}_{item["id"]}'] = np.concatenate(row, axis=1)[None]
-  return {'val/psnr': float(np.mean(psnrs)), 'val/ssim': float(np.mean(ssims))}, images
-
-
-# -- the loop ---------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -157,11 +117,6 @@ def _next_batch(data: Iterator) -> Any:
     raise TrainingError(f'data error: {one_line(e)}') from None
 
 
-def _mesh() -> jax.sharding.Mesh:
-  return jax.make_mesh((jax.device_count(),), ('data',),
-                       axis_types=(jax.sharding.AxisType.Auto,))
-
-
 def _check_config(config: ml_collections.ConfigDict) -> None:
   """ValueError (one line) for a config that cannot train."""
   phases.get(config.phase)
@@ -199,7 +154,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
   workdir.mkdir(parents=True, exist_ok=True)
   # SIGTERM and SIGINT are caught from before the lock is taken: one that comes while the run
   # starts (compiling, say) stops it before its first step, in one line, the lock released.
-  signals = _Signals(enabled=jax.process_count() == 1)
+  signals = signals_lib.Signals(enabled=jax.process_count() == 1)
   try:
     with guard_lib.lock(workdir) as lease:
       return _train(config, workdir, batches, signals, lease)
@@ -208,67 +163,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 
 
 def _train(config: ml_collections.ConfigDict, workdir: pathlib.Path,
-           batches: Callable[[int], Iterator[dict]] | None, signals: _Signals,
+           batches: Callable[[int], Iterator[dict]] | None, signals: signals_lib.Signals,
            lease: locks.Lease | None) -> Result:
   with guard_lib.RunGuard(workdir, keep=config.keep_checkpoints, lease=lease) as guard:
     return _run(config, workdir, batches, guard, signals)
 
 
-@dataclasses.dataclass(frozen=True)
-class Programs:
-  """A run's compiled functions: ``init(params)``, ``step(state, batch, rates)``, ``predict(params, x)``."""
-  init: Callable
-  step: Callable
-  predict: Callable
-
-
-_PROGRAMS: dict[tuple, Programs] = {}
-_KEEP_PROGRAMS = 16  # structures whose programs a process keeps (the oldest go first)
-
-
-def programs(model: JDSR, phase_name: str, adam: tuple, remat: bool, microbatches: int,
-             mesh: jax.sharding.Mesh) -> Programs:
-  """The jitted functions of a run on ``model``'s structure, built once per structure in a process.
-
-  Everything a program depends on is a key here: the model's config (its
-  architecture and compute settings), the phase, Adam's settings, remat, the
-  microbatches and the mesh. Learning rates and the schedule's length are not
-  (they are fed to the step), so runs that differ only in them, or that are run
-  again in one process, share one program: no new trace, no new compile.
-  """
-  key = (json.dumps(dict(model.config), sort_keys=True), phase_name, adam, remat, microbatches,
-         mesh)
-  if key not in _PROGRAMS:
-    if len(_PROGRAMS) >= _KEEP_PROGRAMS:
-      _PROGRAMS.pop(next(iter(_PROGRAMS)))
-    _PROGRAMS[key] = _build_programs(nnx.graphdef(model), *key[1:])
-  return _PROGRAMS[key]
-
-
-def _build_programs(graphdef: nnx.GraphDef, phase_name: str, adam: tuple, remat: bool,
-                    microbatches: int, mesh: jax.sharding.Mesh) -> Programs:
-  phase = phases.get(phase_name)
-  replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
-  tx = phases.optimizer(*adam)
-  init = jax.jit(lambda p: phases.init_state(p, phase, tx), out_shardings=replicated)
-  step = compiling.compile_on_first_call(jax.jit(
-      phases.make_train_step(graphdef, phase, tx, remat, microbatches),
-      in_shardings=(replicated, sharded, replicated), out_shardings=(replicated, replicated),
-      donate_argnums=0))
-  predict_fn = jax.jit(lambda p, x: phase.predict(nnx.merge(graphdef, p), x),
-                       compiler_options=xla_options.compiler_options() or None)
-  # The image goes in replicated, as the parameters are: one global array on every host.
-  predict = lambda p, x: predict_fn(p, jax.device_put(x, replicated))
-  return Programs(init=init, step=step, predict=predict)
-
-
 def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
          batches: Callable[[int], Iterator[dict]] | None, guard: guard_lib.RunGuard,
-         signals: _Signals) -> Result:
+         signals: signals_lib.Signals) -> Result:
   from jdsr.data import pipeline
 
   phase = phases.get(config.phase)
-  mesh = _mesh()
+  mesh = compiling.mesh()
   replicated, sharded = NamedSharding(mesh, P()), NamedSharding(mesh, P('data'))
   per_host = config.batch_size // jax.process_count()
   flat_config = {k: v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
@@ -283,7 +190,7 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
   model = abstract_model(config.model) if resuming else initial_model(config)
   model_config = dict(model.config)
   graphdef, params = nnx.split(model, nnx.Param)
-  run = programs(model, phase.name, (config.adam_b1, config.adam_b2, config.adam_eps),
+  run = compiling.programs(model, phase.name, (config.adam_b1, config.adam_b2, config.adam_eps),
                  phases.use_remat(config.remat), config.microbatches, mesh)
   predict = run.predict
   if resuming:
@@ -418,34 +325,6 @@ def _warn_changes(saved: dict | None, now: dict, workdir: pathlib.Path) -> None:
   if changed:
     logging.warning('%s: resuming with %d changed config fields: %s', workdir, len(changed),
                     ', '.join(f'{k} {saved.get(k)!r} -> {now.get(k)!r}' for k in changed))
-
-
-class _Signals:
-  """SIGTERM and SIGINT ask the loop to stop after the current step (a second SIGINT: now).
-
-  Schedulers and ``docker stop`` send SIGTERM before they kill. With several
-  processes, JAX's preemption service handles SIGTERM instead, and every process
-  stops at the step that ``CheckpointManager.reached_preemption`` agrees on.
-  """
-
-  def __init__(self, enabled: bool):
-    self.received, self._previous = None, {}
-    if not enabled or threading.current_thread() is not threading.main_thread():
-      return
-    for sig in (signal.SIGTERM, signal.SIGINT):
-      self._previous[sig] = signal.signal(sig, self._handle)
-
-  def _handle(self, signum, frame) -> None:
-    name = signal.Signals(signum).name
-    if self.received == 'SIGINT' and name == 'SIGINT':
-      raise KeyboardInterrupt
-    logging.warning('%s: stopping after this step (a checkpoint is saved first)', name)
-    self.received = self.received or name
-
-  def restore(self) -> None:
-    for sig, handler in self._previous.items():
-      signal.signal(sig, handler)
-    self._previous = {}
 
 
 def _loader_state(loader, step: int) -> dict:

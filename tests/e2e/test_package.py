@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 import site
 import subprocess
@@ -146,3 +147,10 @@ def test_the_other_commands_are_installed(venv, tmp_path):
   result = _run(venv, tmp_path, 'jdsr-convert', '--checkpoint', 'nothing', '--out', 'x.pth')
   assert result.returncode == 1 and 'nothing' in result.stderr
   assert 'Traceback' not in result.stderr
+
+
+def test_only_the_pth_reader_imports_torch():
+  """The installed package has no torch (an extra): only jdsr.checkpoints.pth may import it."""
+  importing = sorted(str(path.relative_to(ROOT)) for path in (ROOT / 'jdsr').rglob('*.py')
+                     if re.search(r'^\s*(import torch|from torch\b)', path.read_text(), re.M))
+  assert importing == ['jdsr/checkpoints/pth.py'], importing

@@ -16,7 +16,7 @@ from tensorboard.backend.event_processing import event_file_loader
 import jdsr
 from configs import tiny
 from jdsr.data import sources
-from jdsr.train import loop, phases as phases_lib
+from jdsr.train import compiling, loop, phases as phases_lib
 from tests import helpers
 from tests.helpers import ROOT
 
@@ -31,7 +31,7 @@ def test_the_step_is_fed_the_logged_learning_rates(tmp_path, monkeypatch):
   config = _config('joint', num_train_steps=3, log_every=1, eval_every=100,
                    checkpoint_every=100, learning_rate=2e-4, sr_learning_rate=6e-4,
                    data={'val_count': 0})
-  fed, programs = [], loop.programs
+  fed, programs = [], compiling.programs
 
   def spying(*args):
     run = programs(*args)
@@ -39,9 +39,9 @@ def test_the_step_is_fed_the_logged_learning_rates(tmp_path, monkeypatch):
     def step(state, batch, rates):
       fed.append({group: float(rate) for group, rate in rates.items()})
       return run.step(state, batch, rates)
-    return loop.Programs(init=run.init, step=step, predict=run.predict)
+    return compiling.Programs(init=run.init, step=step, predict=run.predict)
 
-  monkeypatch.setattr(loop, 'programs', spying)
+  monkeypatch.setattr(compiling, 'programs', spying)
   loop.train_and_evaluate(config, tmp_path)
   logged = {}
   for path in tmp_path.glob('events.out.tfevents.*'):

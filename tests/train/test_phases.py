@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 import jdsr
-from jdsr.train import loop, phases as phases_lib
+from jdsr.train import compiling, loop, phases as phases_lib
 from tests import helpers
 
 
@@ -85,9 +85,9 @@ def test_runs_that_differ_only_in_learning_rates_and_length_share_one_program():
   # What is a constant of the program does make another one (so the comparison can fail).
   assert _lowered_step(_config('joint', adam_b1=0.8)) != _lowered_step(one)
   # In one process, the loop builds a structure's programs once.
-  mesh = loop._mesh()
-  programs = [loop.programs(loop.initial_model(config), 'joint', (0.9, 0.999, 1e-8), True, 1, mesh)
+  mesh = compiling.mesh()
+  programs = [compiling.programs(loop.initial_model(config), 'joint', (0.9, 0.999, 1e-8), True, 1, mesh)
               for config in (one, other)]
   assert programs[0] is programs[1]
-  assert loop.programs(loop.initial_model(one), 'sr', (0.9, 0.999, 1e-8), True, 1,
+  assert compiling.programs(loop.initial_model(one), 'sr', (0.9, 0.999, 1e-8), True, 1,
                        mesh) is not programs[0]
