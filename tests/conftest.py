@@ -99,7 +99,7 @@ def repo_copy(tmp_path_factory) -> pathlib.Path:
   Each documented command runs once in it (tests/docs.py), each writing its own outputs.
   """
   from tests import docs
-  return helpers.once(tmp_path_factory, 'repo', docs.repo_copy)
+  return helpers.once(tmp_path_factory, 'repo', docs.repo_copy) / 'jdsr'  # where it copies
 
 
 @pytest.fixture(scope='session')
