@@ -146,6 +146,23 @@ def files(folder: pathlib.Path) -> dict[str, bytes]:
           if p.is_file()}
 
 
+def images(folder: pathlib.Path, names: list[str], size=(12, 20)) -> pathlib.Path:
+  """Random RGB images named ``names`` in ``folder`` (made if need be)."""
+  from jdsr.io import imagefile
+
+  folder.mkdir(parents=True, exist_ok=True)
+  rng = np.random.default_rng(0)
+  for name in names:
+    imagefile.write_image(folder / name, rng.random((*size, 3)).astype(np.float32))
+  return folder
+
+
+def eval_py(checkpoint, inputs, out, *flags) -> subprocess.CompletedProcess:
+  """eval.py with ``checkpoint`` on the folder ``inputs``, into ``out``, without figures."""
+  return run('eval.py', '--config', 'configs/eval_default.py', '--checkpoint', checkpoint,
+             '--input_dir', inputs, '--output_dir', out, '--save_figures=false', *flags)
+
+
 def write_lock(folder: pathlib.Path, pid, host: str, age: float = 0) -> pathlib.Path:
   """Another run's ``.lock`` in ``folder``, last refreshed ``age`` seconds ago."""
   from jdsr.io import locks

@@ -20,8 +20,7 @@ from jdsr.cli import app as app_cli
 from jdsr.cli import restore as restore_cli
 from jdsr.inference import restore
 from jdsr.nn import layers
-from tests.helpers import png_bomb as bomb
-from tests.helpers import write_clip as _write_clip, frames as _frames
+from tests.helpers import frames, png_bomb, write_clip
 
 from tests.helpers import ROOT  # noqa: E402
 SAMPLE = ROOT / 'samples' / 'blurry' / 'chelsea.png'
@@ -80,7 +79,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(app, tmp_path, monkeypa
   monkeypatch.setattr(ImageFile.ImageFile, 'load', never)
   job = app.workspace.new_job()
   with pytest.raises(jobs.Refused) as refused:
-    app.images([_upload(app, bomb(tmp_path / 'bomb.png'))], job, tlsc=True, ensemble=False)
+    app.images([_upload(app, png_bomb(tmp_path / 'bomb.png'))], job, tlsc=True, ensemble=False)
   message = str(refused.value)
   assert message == ('bomb.png: the output would be 24000x24000 (576.0 megapixels), more than '
                      'the limit of 256.0; start jdsr-app with a larger --max_output_megapixels '
@@ -170,7 +169,7 @@ def test_names_sent_by_the_browser_become_safe_file_names():
 def test_a_video_is_restored_with_its_audio_and_frame_progress(app, tmp_path):
   import av
   clip = tmp_path / 'talk.mp4'
-  _write_clip(clip, _frames(4, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=8, audio=True)
+  write_clip(clip, frames(4, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=8, audio=True)
   reports = []
   target = app.video(_upload(app, clip), app.workspace.new_job(), tlsc=True, ensemble=False,
                      report=lambda done, total, what: reports.append((done, total, what)))

@@ -17,15 +17,13 @@ import os
 import pathlib
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import pytest
 
-from tests.helpers import ROOT  # noqa: E402
+from tests.helpers import ROOT, frames, png_bomb, write_clip  # noqa: E402
 SAMPLE = ROOT / 'samples' / 'blurry' / 'chelsea.png'
 CHROMIUM = shutil.which('chromium') or shutil.which('chromium-browser')
 CHROMEDRIVER = shutil.which('chromedriver')
@@ -33,19 +31,6 @@ CHROMEDRIVER = shutil.which('chromedriver')
 if not (CHROMIUM and CHROMEDRIVER) and os.environ.get('JDSR_REQUIRE_BROWSER') != '1':
   pytestmark = pytest.mark.skip(
       reason='needs chromium and chromedriver (apt-get install chromium chromium-driver)')
-
-
-def bomb(path: pathlib.Path, width: int = 6000, height: int = 6000) -> pathlib.Path:
-  """A small PNG whose header declares a huge image (one zlib stream of zero rows)."""
-  raw = zlib.compress(b'\0' * (1 + width) * height, 9)
-
-  def chunk(kind: bytes, data: bytes) -> bytes:
-    return (struct.pack('>I', len(data)) + kind + data
-            + struct.pack('>I', zlib.crc32(kind + data) & 0xffffffff))
-  path.write_bytes(b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height,
-                                                                     8, 0, 0, 0, 0))
-                   + chunk(b'IDAT', raw) + chunk(b'IEND', b''))
-  return path
 
 
 def _free_port() -> int:
@@ -164,7 +149,7 @@ def test_restore_download_refuse_and_restore_again(app, browser, tmp_path):
 
   # A decompression bomb: one line in the page, no traceback.
   _clear_upload(browser)
-  _upload(browser, bomb(tmp_path / 'bomb.png'))
+  _upload(browser, png_bomb(tmp_path / 'bomb.png'))
   browser.find_element(By.ID, 'restore-images').click()
   message = 'bomb.png: the output would be 24000x24000 (576.0 megapixels), more than the limit'
   _wait(lambda: message in browser.find_element(By.TAG_NAME, 'body').text, 120)
@@ -251,10 +236,9 @@ def test_an_upload_over_the_limit_is_refused(app):
 def test_a_video_is_restored_with_its_audio_through_the_app(app, tmp_path):
   import av
   from gradio_client import Client, handle_file
-  from tests.helpers import frames as _frames, write_clip as _write_clip
 
   clip = tmp_path / 'talk.mp4'
-  _write_clip(clip, _frames(3, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=8, audio=True)
+  write_clip(clip, frames(3, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=8, audio=True)
   client = Client(app[0], verbose=False, download_files=str(tmp_path / 'client'))
   restored, status = client.predict(handle_file(str(clip)), True, False,
                                     api_name='/restore_video')

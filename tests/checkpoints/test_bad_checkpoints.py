@@ -10,25 +10,10 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import jdsr
-from jdsr.io import imagefile
-from tests.helpers import ROOT, SHARP, files, one_error_line, run
-
-
-def _images(folder: pathlib.Path, names: list[str], size=(12, 20)) -> pathlib.Path:
-  folder.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(0)
-  for name in names:
-    imagefile.write_image(folder / name, rng.random((*size, 3)).astype(np.float32))
-  return folder
-
-
-def _eval(checkpoint, inputs, out, *flags) -> subprocess.CompletedProcess:
-  return run('eval.py', '--config', 'configs/eval_default.py', '--checkpoint', checkpoint,
-             '--input_dir', inputs, '--output_dir', out, '--save_figures=false', *flags)
+from tests.helpers import ROOT, SHARP, eval_py, files, images, one_error_line, run
 
 
 # -- .pth files that declare huge tensors -----------------------------------------------------
@@ -95,8 +80,8 @@ def test_a_damaged_checkpoint_is_one_line_in_eval_convert_and_training(tiny_chec
   bad = tmp_path / 'bad'
   shutil.copytree(tiny_checkpoint, bad)
   _damage(bad)
-  inputs = _images(tmp_path / 'in', ['a.png'])
-  one_error_line(_eval(bad, inputs, tmp_path / 'out'), str(bad), 'cannot read the checkpoint')
+  inputs = images(tmp_path / 'in', ['a.png'])
+  one_error_line(eval_py(bad, inputs, tmp_path / 'out'), str(bad), 'cannot read the checkpoint')
   one_error_line(run('-m', 'jdsr.cli.convert', '--checkpoint', bad, '--out', tmp_path / 'x.pth'),
                  str(bad), 'cannot read the checkpoint')
   train = ('train.py', '--config', 'configs/tiny.py', '--config.data.source=photos',

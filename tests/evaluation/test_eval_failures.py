@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import pathlib
 import subprocess
 import sys
 import time
@@ -18,22 +17,8 @@ import pytest
 from PIL import Image
 
 import jdsr
-from jdsr.io import imagefile, locks
-from tests.helpers import ROOT, files, one_error_line, one_line, run
-
-
-def _images(folder: pathlib.Path, names: list[str], size=(12, 20)) -> pathlib.Path:
-  folder.mkdir(parents=True, exist_ok=True)
-  rng = np.random.default_rng(0)
-  for name in names:
-    imagefile.write_image(folder / name, rng.random((*size, 3)).astype(np.float32))
-  return folder
-
-
-def _eval(checkpoint, inputs, out, *flags) -> subprocess.CompletedProcess:
-  """eval.py with ``checkpoint`` on ``inputs``, without figures."""
-  return run('eval.py', '--config', 'configs/eval_default.py', '--checkpoint', checkpoint,
-             '--input_dir', inputs, '--output_dir', out, '--save_figures=false', *flags)
+from jdsr.io import locks
+from tests.helpers import ROOT, eval_py, files, images, one_error_line, one_line
 
 
 def _eval_py(*args) -> list[str]:
@@ -113,8 +98,8 @@ def test_ground_truths_that_do_not_match_are_reported(tmp_path):
 def test_one_folder_of_troubles_loses_nothing(tiny_checkpoint, tmp_path):
   """Names that share a stem, links in the output folder, an image over the size limit, a file
   of another type: one run, every result kept, every problem one line."""
-  inputs = _images(tmp_path / 'in', ['a.png', 'a.jpg', 'a.TIF', 'b.png'])
-  _images(inputs, ['huge.png'], size=(300, 280))  # x4: 1.34 megapixels, over a limit of 1
+  inputs = images(tmp_path / 'in', ['a.png', 'a.jpg', 'a.TIF', 'b.png'])
+  images(inputs, ['huge.png'], size=(300, 280))  # x4: 1.34 megapixels, over a limit of 1
   (inputs / 'anim.gif').write_bytes(b'GIF89a')
   victims = files(inputs)
   out = tmp_path / 'out'
@@ -123,7 +108,7 @@ def test_one_folder_of_troubles_loses_nothing(tiny_checkpoint, tmp_path):
                        ('summary.json.tmp', 'a.jpg')):
     (out / name).symlink_to(inputs / target)
   (out / 'images' / 'b.png').symlink_to(inputs / 'b.png')
-  result = _eval(tiny_checkpoint, inputs, out, '--config.max_output_megapixels=1')
+  result = eval_py(tiny_checkpoint, inputs, out, '--config.max_output_megapixels=1')
   one_error_line(result, 'huge.png', '1120x1200', 'max_output_megapixels')
   assert 'skipped: ' in result.stderr and 'anim.gif' in result.stderr  # reported, not silent
   assert '4 of 5 images restored' in result.stdout and '1 other files skipped' in result.stdout
@@ -140,11 +125,11 @@ def test_one_folder_of_troubles_loses_nothing(tiny_checkpoint, tmp_path):
 @pytest.mark.slow
 def test_empty_and_unsupported_folders_are_one_line(tiny_checkpoint, tmp_path):
   (tmp_path / 'empty').mkdir()
-  one_error_line(_eval(tiny_checkpoint, tmp_path / 'empty', tmp_path / 'o1'), 'no images')
+  one_error_line(eval_py(tiny_checkpoint, tmp_path / 'empty', tmp_path / 'o1'), 'no images')
   gifs = tmp_path / 'gifs'
   gifs.mkdir()
   (gifs / 'anim.gif').write_bytes(b'GIF89a')
-  one_error_line(_eval(tiny_checkpoint, gifs, tmp_path / 'o2'), 'no images', 'anim.gif')
+  one_error_line(eval_py(tiny_checkpoint, gifs, tmp_path / 'o2'), 'no images', 'anim.gif')
 
 
 # -- non-finite outputs ------------------------------------------------------------------
@@ -162,8 +147,8 @@ def test_eval_reports_non_finite_outputs_per_image(tmp_path):
   params = nnx.state(model, nnx.Param)
   nnx.update(model, _scaled(params, 1e30))  # finite, but the outputs overflow
   jdsr.save(model, tmp_path / 'huge')
-  inputs = _images(tmp_path / 'in', ['a.png'])
-  result = _eval(tmp_path / 'huge', inputs, tmp_path / 'out')
+  inputs = images(tmp_path / 'in', ['a.png'])
+  result = eval_py(tmp_path / 'huge', inputs, tmp_path / 'out')
   one_error_line(result, 'a.png', 'NaN or inf')
   assert not (tmp_path / 'out' / 'images' / 'a.png').exists()
   assert 'inf' not in (tmp_path / 'out' / 'results.csv').read_text()
@@ -174,19 +159,19 @@ def test_eval_reports_non_finite_outputs_per_image(tmp_path):
 
 @pytest.mark.slow
 def test_output_folder_that_is_a_file_is_one_line(tiny_checkpoint, tmp_path):
-  inputs = _images(tmp_path / 'in', ['a.png'])
+  inputs = images(tmp_path / 'in', ['a.png'])
   (tmp_path / 'out').write_text('x')
-  one_error_line(_eval(tiny_checkpoint, inputs, tmp_path / 'out'), 'out', 'is a file')
+  one_error_line(eval_py(tiny_checkpoint, inputs, tmp_path / 'out'), 'out', 'is a file')
   assert (tmp_path / 'out').read_text() == 'x'
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason='root writes into read-only folders')
 def test_read_only_output_folder_is_one_line(tiny_checkpoint, tmp_path):
-  inputs = _images(tmp_path / 'in', ['a.png'])
+  inputs = images(tmp_path / 'in', ['a.png'])
   (tmp_path / 'out').mkdir()
   (tmp_path / 'out').chmod(0o555)
-  one_error_line(_eval(tiny_checkpoint, inputs, tmp_path / 'out'), 'out')
+  one_error_line(eval_py(tiny_checkpoint, inputs, tmp_path / 'out'), 'out')
 
 
 @pytest.mark.slow

@@ -19,44 +19,9 @@ import pytest
 from PIL import Image
 
 import jdsr
+from tests.helpers import frames, write_clip
 from jdsr.cli import restore as restore_cli
 from jdsr.inference import video
-
-
-def _frames(n: int, w: int, h: int) -> list[np.ndarray]:
-  """Smooth moving gradients and a square (what video codecs are made for), uint8 RGB."""
-  y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-  frames = []
-  for i in range(n):
-    rgb = np.stack([x / w, y / h, 0.5 + 0.4 * np.sin((x + 3 * i) / 5)], axis=-1)
-    rgb[h // 4:h // 2, (w // 4 + i) % w:(w // 2 + i) % w] = (0.9, 0.2, 0.1)
-    frames.append((rgb * 255).round().astype(np.uint8))
-  return frames
-
-
-def _write_clip(path: pathlib.Path, frames: list[np.ndarray], *, codec: str, pix_fmt: str,
-                fps: int, audio: bool = False, options=None, container_options=None) -> None:
-  h, w = frames[0].shape[:2]
-  with av.open(str(path), 'w', options=container_options or {}) as out:
-    stream = out.add_stream(codec, rate=fps)
-    stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
-    stream.options = options or {}
-    if audio:
-      sound = out.add_stream('aac', rate=16000)
-      sound.layout = 'mono'
-    for i, rgb in enumerate(frames):
-      frame = av.VideoFrame.from_ndarray(rgb, format='rgb24')
-      frame.pts = i
-      out.mux(stream.encode(frame))
-      if audio:
-        t = (np.arange(16000 // fps) + i * (16000 // fps)) / 16000
-        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        chunk = av.AudioFrame.from_ndarray(samples, format='fltp', layout='mono')
-        chunk.sample_rate, chunk.pts = 16000, i * (16000 // fps)
-        out.mux(sound.encode(chunk))
-    out.mux(stream.encode(None))
-    if audio:
-      out.mux(sound.encode(None))
 
 
 def _decode(path: pathlib.Path) -> list[np.ndarray]:
@@ -88,7 +53,7 @@ def _cli(capsys, *argv) -> tuple[int, str]:
 
 def test_lossless_video_equals_its_frames_restored_as_images(tmp_path, capsys):
   clip = tmp_path / 'clip.mkv'
-  _write_clip(clip, _frames(4, 112, 72), codec='ffv1', pix_fmt='bgr0', fps=10)
+  write_clip(clip, frames(4, 112, 72), codec='ffv1', pix_fmt='bgr0', fps=10)
   code, err = _cli(capsys, clip, '-o', tmp_path / 'clip_x4.mkv', '--codec', 'ffv1', '-q')
   assert code == 0, err
   out = _decode(tmp_path / 'clip_x4.mkv')
@@ -102,7 +67,7 @@ def test_lossless_video_equals_its_frames_restored_as_images(tmp_path, capsys):
 
 def test_mp4_keeps_frame_rate_and_audio(tmp_path, capsys):
   clip = tmp_path / 'clip.mp4'
-  _write_clip(clip, _frames(6, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=12, audio=True)
+  write_clip(clip, frames(6, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=12, audio=True)
   code, err = _cli(capsys, clip, '-o', tmp_path / 'out', '-q')
   assert code == 0, err
   result = tmp_path / 'out' / 'clip.mp4'
@@ -127,7 +92,7 @@ def test_mp4_keeps_frame_rate_and_audio(tmp_path, capsys):
 
 def test_truncated_video_keeps_the_frames_restored_before(tmp_path, capsys):
   clip = tmp_path / 'clip.mkv'
-  _write_clip(clip, _frames(16, 112, 72), codec='ffv1', pix_fmt='bgr0', fps=12)
+  write_clip(clip, frames(16, 112, 72), codec='ffv1', pix_fmt='bgr0', fps=12)
   data = clip.read_bytes()
   cut = tmp_path / 'cut.mkv'
   cut.write_bytes(data[:len(data) * 6 // 10])
@@ -146,7 +111,7 @@ def test_truncated_video_keeps_the_frames_restored_before(tmp_path, capsys):
 
 def test_truncated_mp4_is_reported(tmp_path, capsys):
   clip = tmp_path / 'clip.mp4'
-  _write_clip(clip, _frames(16, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=12,
+  write_clip(clip, frames(16, 112, 72), codec='libx264', pix_fmt='yuv420p', fps=12,
               container_options={'movflags': 'faststart'})  # the index first, then the frames
   data = clip.read_bytes()
   cut = tmp_path / 'cut.mp4'
@@ -160,7 +125,7 @@ def test_broken_files_are_one_line_errors(tmp_path, capsys):
   (tmp_path / 'in').mkdir()
   (tmp_path / 'in' / 'garbage.mp4').write_bytes(b'\x00\x00\x00\x18ftypmp42 not really a video')
   (tmp_path / 'in' / 'empty.mkv').write_bytes(b'')
-  _write_clip(tmp_path / 'in' / 'good.mkv', _frames(2, 112, 72), codec='ffv1', pix_fmt='bgr0',
+  write_clip(tmp_path / 'in' / 'good.mkv', frames(2, 112, 72), codec='ffv1', pix_fmt='bgr0',
               fps=5)
   code, err = _cli(capsys, tmp_path / 'in', '-o', tmp_path / 'out', '-q')
   assert code == 1
@@ -172,7 +137,7 @@ def test_broken_files_are_one_line_errors(tmp_path, capsys):
 
 def test_a_container_that_cannot_hold_the_audio(tmp_path):
   clip = tmp_path / 'clip.mp4'
-  _write_clip(clip, _frames(2, 16, 8), codec='libx264', pix_fmt='yuv420p', fps=5, audio=True)
+  write_clip(clip, frames(2, 16, 8), codec='libx264', pix_fmt='yuv420p', fps=5, audio=True)
   model = jdsr.load(jdsr.DEMO_MODEL)
   with pytest.raises(video.VideoError, match='cannot hold the audio'):
     video.restore_video(model, clip, tmp_path / 'out.webm')
