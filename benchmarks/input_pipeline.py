@@ -13,7 +13,7 @@ prints:
   (``pipeline.element_fn`` in a parallel ``tf.data`` map, as the pipeline used
   to), on 1 thread and on all cores.
 
-Needs TensorFlow (for preparing, and for the tf.data figures): ``jdsr[reds]``.
+Needs TensorFlow (for preparing, and for the tf.data figures): ``pip install '.[reds]'``.
 
     python -m benchmarks.input_pipeline [--sequences 4] [--frames 15] [--seconds 8]
 """

@@ -8,6 +8,12 @@ place that turns an exception into that line.
 from __future__ import annotations
 
 
+def install_hint(extra: str) -> str:
+  """How to install one of jdsr's extras (``[onnx]``, ``[torch]``...): from jdsr's folder, as jdsr
+  is installed from a clone, not from a package index."""
+  return f"pip install '.[{extra}]' in jdsr's folder"
+
+
 class CheckpointError(ValueError):
   """A checkpoint that cannot be read, does not fit the model, or is not a checkpoint at all."""
 

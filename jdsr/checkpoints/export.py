@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from jdsr import errors
 from jdsr.io import files
 from jdsr.nn import layers
 from jdsr.nn.model import JDSR, with_compute
@@ -101,8 +102,8 @@ def save_saved_model(model: JDSR, path: str | os.PathLike, *,
   try:
     import tensorflow as tf
   except ImportError:
-    raise ValueError("the SavedModel needs TensorFlow: pip install 'jdsr[export]' (or pass "
-                     '--no_saved_model for the jax.export program alone)') from None
+    raise ValueError(f"the SavedModel needs TensorFlow: {errors.install_hint('export')} (or "
+                     'pass --no_saved_model for the jax.export program alone)') from None
   from jax.experimental import jax2tf
 
   forward, weights = forward_fn(for_platforms(model, platforms), tlsc)

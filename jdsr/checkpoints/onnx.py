@@ -35,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from jdsr import config as config_lib
+from jdsr import errors
 from jdsr.io import files
 from jdsr.nn import layers, layout
 from jdsr.nn.model import JDSR, with_compute
@@ -45,7 +46,7 @@ INPUT_NAME, OUTPUT_NAME = 'x', 'sr'
 # another version are rebuilt.
 FORMAT_VERSION = 1
 METADATA_KEYS = ('jdsr_onnx_format', 'model_config', 'tlsc', 'input', 'output')
-INSTALL_HINT = "pip install 'jdsr[onnx]'"
+INSTALL_HINT = errors.install_hint('onnx')
 
 
 def _require(module: str):

@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from jdsr.io import files
-from jdsr.errors import CheckpointError, one_line
+from jdsr.errors import CheckpointError, install_hint, one_line
 from jdsr.nn.model import JDSR, abstract_model, model_config_of
 
 PRELU_PATH = ('act', 'negative_slope')
@@ -169,8 +169,8 @@ def _torch():
   try:
     import torch
   except ImportError:
-    raise CheckpointError("reading and writing .pth files needs PyTorch: "
-                          "pip install 'jdsr[torch]'") from None
+    raise CheckpointError('reading and writing .pth files needs PyTorch: '
+                          f"{install_hint('torch')}") from None
   return torch
 
 

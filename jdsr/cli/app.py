@@ -1,4 +1,4 @@
-"""jdsr-app: a local web page to restore photos and videos (``pip install 'jdsr[app]'``).
+"""jdsr-app: a local web page to restore photos and videos (``pip install '.[app]'``).
 
     jdsr-app                                   # the demo model, http://127.0.0.1:7860
     jdsr-app --checkpoint model_best.pth --runtime openvino
@@ -18,6 +18,7 @@ import sys
 import time
 
 from jdsr.cli import common
+from jdsr.errors import install_hint
 
 PROG = 'jdsr-app'
 
@@ -52,7 +53,7 @@ def _main(argv: list[str] | None) -> int:
   try:
     import gradio  # noqa: F401
   except ImportError:
-    raise common.Failure("the app needs Gradio: pip install 'jdsr[app]'") from None
+    raise common.Failure(f"the app needs Gradio: {install_hint('app')}") from None
 
   from jdsr.app import jobs
   from jdsr.inference import restore

@@ -27,8 +27,8 @@ def _main(argv: list[str] | None) -> int:
                  help='comma-separated: cpu, cuda, rocm, tpu (default: cpu,cuda)')
   p.add_argument('--formats', default=None,
                  help='comma-separated: jax (model.jax and weights.npz), saved_model (needs '
-                      "TensorFlow: pip install 'jdsr[export]'), onnx (model.onnx, NCHW; pip "
-                      "install 'jdsr[onnx]') (default: jax,saved_model)")
+                      "TensorFlow: pip install '.[export]'), onnx (model.onnx, NCHW; pip "
+                      "install '.[onnx]') (default: jax,saved_model)")
   p.add_argument('--no_saved_model', action='store_true',
                  help='leave out the SavedModel (no TensorFlow needed)')
   p.add_argument('--overwrite', action='store_true', help='replace an earlier export')

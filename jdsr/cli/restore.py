@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None):
   p.add_argument('--runtime', choices=('jax', 'onnxruntime', 'openvino'), default='jax',
                  help='run the network in JAX, or in a CPU inference runtime from an ONNX file '
                       "made once and cached (openvino is the fastest on CPUs; pip install "
-                      "'jdsr[openvino]' or 'jdsr[onnx]') (default: %(default)s)")
+                      "'.[openvino]' or '.[onnx]') (default: %(default)s)")
   p.add_argument('--dtype', choices=('float32', 'bfloat16'), default=None,
                  help="the convolutions' dtype: bfloat16 is mixed precision, for GPUs with jax "
                       'and for CPUs with openvino (default: float32; with openvino, bfloat16 '

@@ -50,6 +50,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from jdsr import errors
 from jdsr.data import pipeline, reds, tiles
 
 LR_TILE = 32  # LR pixels; HR tiles are reds.SCALE× that
@@ -223,14 +224,14 @@ def _builder(split: str, data_dir: reds.PathLike, file_format: str | None = None
 def _prepare(builder: Reds, manual_dir: reds.PathLike) -> None:
   """Prepares the builder's dataset from ``manual_dir`` unless it is prepared already.
 
-  Preparing writes the examples with TensorFlow (``pip install 'jdsr[reds]'``);
+  Preparing writes the examples with TensorFlow (``pip install '.[reds]'``);
   reading a prepared dataset does not need it.
   """
   if builder.is_prepared():
     return
   if importlib.util.find_spec('tensorflow') is None:
     raise reds.REDSError(f'{builder.data_dir}: REDS is not prepared there yet, and preparing it '
-                         "(once) needs TensorFlow: pip install 'jdsr[reds]'")
+                         f"(once) needs TensorFlow: {errors.install_hint('reds')}")
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual_dir)))
 

@@ -21,6 +21,7 @@ never trusted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 
+from jdsr import errors
 from jdsr.inference import forward
 from jdsr.io import files
 from jdsr.nn import layers
@@ -53,10 +55,34 @@ def default_cache_dir() -> pathlib.Path:
 
 def _import(runtime: str):
   try:
+    if runtime == 'openvino' and 'openvino' not in sys.modules:
+      with _without_openvino_telemetry():
+        return __import__(runtime)
     return __import__(runtime)  # the module is named as the runtime
   except ImportError:
     raise RuntimeMissing(f"the {runtime} runtime is not installed: "
-                         f"pip install 'jdsr[{EXTRAS[runtime]}]'") from None
+                         f"{errors.install_hint(EXTRAS[runtime])}") from None
+
+
+@contextlib.contextmanager
+def _without_openvino_telemetry():
+  """OpenVINO's import without its usage telemetry.
+
+  Importing ``openvino`` sends a usage event through ``openvino_telemetry``,
+  which forks a process to send it: a fork of a process that runs JAX's threads
+  (JAX warns that it may deadlock). While ``openvino_telemetry`` cannot be
+  imported, OpenVINO uses its own no-op stand-in. Only the import is changed; a
+  program that imported ``openvino`` before jdsr did keeps OpenVINO's own setting
+  (its ``opt_in_out`` command turns it on or off).
+  """
+  saved = {name: module for name, module in sys.modules.items()
+           if name == 'openvino_telemetry' or name.startswith('openvino_telemetry.')}
+  sys.modules['openvino_telemetry'] = None  # import openvino_telemetry: ImportError
+  try:
+    yield
+  finally:
+    del sys.modules['openvino_telemetry']
+    sys.modules.update(saved)
 
 
 def bf16_supported() -> bool:

@@ -207,7 +207,7 @@ def test_a_runtime_that_is_not_installed_is_one_line(model, tmp_path, monkeypatc
   from jdsr.inference import runtimes
 
   def missing(*args, **kwargs):
-    raise runtimes.RuntimeMissing("openvino is not installed: pip install 'jdsr[openvino]'")
+    raise runtimes.RuntimeMissing("openvino is not installed: pip install '.[openvino]' in jdsr's folder")
   monkeypatch.setattr(runtimes, 'engine', missing)
   workspace = jobs.Workspace(tmp_path)
   with pytest.raises(jobs.Refused, match=r"^openvino is not installed: pip install 'jdsr\[openvino\]'$"):
@@ -218,7 +218,7 @@ def test_a_runtime_that_is_not_installed_is_one_line(model, tmp_path, monkeypatc
 def test_without_gradio_the_app_says_which_extra_in_one_line(monkeypatch, capsys):
   monkeypatch.setitem(__import__('sys').modules, 'gradio', None)
   assert app_cli.main(['--port', '0']) == 1
-  assert capsys.readouterr().err == "jdsr-app: error: the app needs Gradio: pip install 'jdsr[app]'\n"
+  assert capsys.readouterr().err == "jdsr-app: error: the app needs Gradio: pip install '.[app]' in jdsr's folder\n"
 
 
 def test_bad_options_are_usage_errors(capsys):

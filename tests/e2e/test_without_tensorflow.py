@@ -82,11 +82,11 @@ def test_what_needs_tensorflow_says_which_extra_brings_it(tmp_path):
   result = _train_py('--workdir', tmp_path / 'run', f'--config.data.reds_manual_dir={manual}',
                      f'--config.data.reds_data_dir={tmp_path / "tfds"}')
   assert result.returncode == 1
-  assert "needs TensorFlow: pip install 'jdsr[reds]'" in result.stderr.strip().splitlines()[-1]
+  assert "needs TensorFlow: pip install '.[reds]' in jdsr's folder" in result.stderr.strip().splitlines()[-1]
   export = subprocess.run([sys.executable, '-m', 'tests.without_tensorflow', 'jdsr/cli/export.py',
                            '--out', str(tmp_path / 'exported')], cwd=ROOT, capture_output=True,
                           text=True, timeout=900)
   assert export.returncode == 1 and not (tmp_path / 'exported').exists()
   assert export.stderr.strip().splitlines() == [
-      "jdsr-export: error: the SavedModel needs TensorFlow: pip install 'jdsr[export]' (or pass "
-      '--no_saved_model for the jax.export program alone)']
+      "jdsr-export: error: the SavedModel needs TensorFlow: pip install '.[export]' in jdsr's "
+      "folder (or pass --no_saved_model for the jax.export program alone)"]

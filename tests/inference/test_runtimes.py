@@ -174,13 +174,13 @@ def test_other_weights_or_tlsc_are_another_file(demo, tmp_path):
 def test_a_runtime_that_is_not_installed_is_one_line(demo, monkeypatch, capsys, tmp_path, runtime,
                                                      extra):
   monkeypatch.setitem(sys.modules, runtime, None)  # import fails as if not installed
-  with pytest.raises(runtimes.RuntimeMissing, match=rf"pip install 'jdsr\[{extra}\]'"):
+  with pytest.raises(runtimes.RuntimeMissing, match=rf"pip install '\.\[{extra}\]' in jdsr's folder"):
     runtimes.engine(demo, runtime, cache_dir=tmp_path)
   photo = ROOT / 'samples' / 'blurry' / 'chelsea.png'
   assert restore_cli.main([str(photo), '-o', str(tmp_path / 'out.png'), '--runtime', runtime]) == 1
   err = capsys.readouterr().err.strip().splitlines()
   assert err[-1] == (f"jdsr-restore: error: the {runtime} runtime is not installed: "
-                     f"pip install 'jdsr[{extra}]'"), err
+                     f"pip install '.[{extra}]' in jdsr's folder"), err
   assert not (tmp_path / 'out.png').exists()
 
 
@@ -249,3 +249,24 @@ def test_jdsr_export_refuses_unknown_formats(tmp_path, capsys):
   assert export_cli.main(['--out', str(tmp_path / 'e'), '--formats', 'onnx,gif']) == 2
   assert '--formats must be some of jax,saved_model,onnx' in capsys.readouterr().err
   assert not (tmp_path / 'e').exists()
+
+
+FORK_HOOK = ("import os, sys\n"
+             "os.register_at_fork(before=lambda: print('FORKED', file=sys.stderr, flush=True))\n")
+
+
+@pytest.mark.parametrize('runtime', ['openvino', 'onnxruntime'])
+def test_loading_a_runtime_beside_jax_forks_no_process(runtime):
+  """OpenVINO's import sends usage telemetry from a forked process (JAX warns of deadlocks)."""
+  script = FORK_HOOK + (
+      'import time, jax\n'
+      'jax.numpy.zeros(1).block_until_ready()  # JAX has started its threads\n'
+      'from jdsr.inference import runtimes\n'
+      f'runtimes._import({runtime!r})\n'
+      'time.sleep(1)  # telemetry sends from a thread of its own\n'
+      "import sys; print(sorted(m for m in sys.modules if m.startswith('openvino_telemetry')))\n")
+  result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'FORKED' not in result.stderr and 'os.fork()' not in result.stderr, result.stderr
+  assert result.stdout.strip() == '[]'  # and the telemetry module is not left half-imported
