@@ -104,7 +104,9 @@ def validation_set(config: ml_collections.ConfigDict,
   None for all, N for N frames spread evenly over the set (so over every
   sequence), 0 for no validation. ``config.data.val_lr_size``: None for REDS's
   reference crop (320×176 → 1280×704; photos: the largest multiple of 8 they
-  all have), N for a centre crop of N×N (the HR crop, the same region).
+  all have), N for a centre crop of N×N (the HR crop, the same region). Where
+  an image is smaller than N in a dimension, every crop is, in that dimension,
+  the largest multiple of 8 all the images have (and the log says so).
   """
   _check_source(config)
   data, scale = config.data, config.model.scale
@@ -116,14 +118,24 @@ def validation_set(config: ml_collections.ConfigDict,
     source = pipeline.PhotoSource(_folders(data.val_photos_dir), _degradation(config),
                                   config.seed + 1)
     raw = [source.load(i, 0) for i in _spread(list(range(len(source))), data.val_count)]
+  if not raw:
+    return []
   size = data.val_lr_size
-  h = size or min(e['blur_lr'].shape[0] for e in raw) // 8 * 8
-  w = size or min(e['blur_lr'].shape[1] for e in raw) // 8 * 8
+  smallest = {axis: min(raw, key=lambda e: e['blur_lr'].shape[axis]) for axis in (0, 1)}
+  h, w = (smallest[axis]['blur_lr'].shape[axis] // 8 * 8 for axis in (0, 1))
+  if min(h, w) == 0:
+    e = smallest[0] if h == 0 else smallest[1]
+    raise ValueError(f"validation image {e['id']} is {e['blur_lr'].shape[1]}x"
+                     f"{e['blur_lr'].shape[0]} at low resolution: validating needs 8x8 at least")
+  if size is not None:
+    if h < size or w < size:
+      small = smallest[0] if h < size else smallest[1]
+      logging.warning('validation image %s is smaller than the %dx%d crop '
+                      '(config.data.val_lr_size): every validation crop is %dx%d', small['id'],
+                      size, size, min(size, w), min(size, h))
+    h, w = min(size, h), min(size, w)
   out = []
   for e in raw:
-    if e['blur_lr'].shape[0] < h or e['blur_lr'].shape[1] < w:
-      raise ValueError(f"validation image {e['id']} is smaller than the {h}x{w} crop "
-                       '(config.data.val_lr_size)')
     item = {'id': str(e['id'])}
     for key in keys:
       factor = scale if key == 'sharp_hr' else 1

@@ -37,6 +37,7 @@ import json
 import logging
 import os
 import pathlib
+import time
 from typing import Any, Callable, Iterator
 
 import jax
@@ -257,6 +258,10 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
 
   if signals.received:  # while the run was starting: nothing new to save
     raise Stopped(signals.received, start, guard.latest_path())
+  if start < config.num_train_steps:
+    logging.info('step %d of %d: compiling the training step first (a minute or more on a CPU, '
+                 'seconds from the compilation cache)', start + 1, config.num_train_steps)
+  compiled_at = time.monotonic()
   try:
     for step in range(start + 1, config.num_train_steps + 1):
       if guard.lease is not None and guard.lease.lost.is_set():
@@ -266,6 +271,9 @@ def _run(config: ml_collections.ConfigDict, workdir: pathlib.Path,
         if probe is None:
           probe = host_batch['blur_lr'][:1]
         state, out = run.step(state, batch, rates(step))
+      if step == start + 1:
+        logging.info('compiled the training step in %.0f s: training',
+                     time.monotonic() - compiled_at)
       # Nothing here waits for the device: the outcome is read at the next log, validation or
       # checkpoint step (a non-finite step changed nothing, and nothing is saved after it).
       pending.append((step, out))

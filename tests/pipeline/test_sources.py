@@ -36,3 +36,24 @@ def test_reds_validation_is_val300_at_the_reference_crop_with_the_official_sharp
   hr = imagefile.read_image(frame.sharp_hr).rgb
   np.testing.assert_array_equal(items[0]['sharp_lr'],
                                 pixels.quantize(degrade.bicubic_down(hr, 4)[2:178]))
+
+
+def test_photos_smaller_than_the_validation_crop_shrink_it_for_all_and_say_so(caplog):
+  """configs/demo.py (96×96 LR crops) on samples/sharp: chelsea.png is 112×75 at LR."""
+  from configs import demo
+  config = demo.get_config('deblur')
+  config.data.photos_dir = config.data.val_photos_dir = 'samples/sharp'
+  with caplog.at_level(logging.WARNING):
+    items = sources.validation_set(config, ('blur_lr', 'sharp_lr', 'sharp_hr'))
+  assert len(items) == 4
+  assert {item['blur_lr'].shape for item in items} == {(72, 96, 3)}
+  assert {item['sharp_lr'].shape for item in items} == {(72, 96, 3)}
+  assert {item['sharp_hr'].shape for item in items} == {(288, 384, 3)}
+  assert ('validation image chelsea.png is smaller than the 96x96 crop (config.data.val_lr_size): '
+          'every validation crop is 96x72') in caplog.text
+  config.data.val_lr_size = 64  # every image has it: no word
+  caplog.clear()
+  with caplog.at_level(logging.WARNING):
+    assert {i['blur_lr'].shape for i in sources.validation_set(config, ('blur_lr',))} == {
+        (64, 64, 3)}
+  assert 'smaller than' not in caplog.text
