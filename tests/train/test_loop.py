@@ -26,7 +26,7 @@ def _config(phase: str, **overrides):
 
 
 @pytest.mark.slow
-def test_the_step_is_fed_the_logged_learning_rates(tmp_path, monkeypatch):
+def test_the_step_is_fed_the_logged_learning_rates(tmp_path, monkeypatch, caplog):
   """The rates the compiled step receives at each step are the schedule's, as logged."""
   config = _config('joint', num_train_steps=3, log_every=1, eval_every=100,
                    checkpoint_every=100, learning_rate=2e-4, sr_learning_rate=6e-4,
@@ -42,7 +42,12 @@ def test_the_step_is_fed_the_logged_learning_rates(tmp_path, monkeypatch):
     return compiling.Programs(init=run.init, step=step, predict=run.predict)
 
   monkeypatch.setattr(compiling, 'programs', spying)
-  loop.train_and_evaluate(config, tmp_path)
+  with caplog.at_level('INFO'):
+    loop.train_and_evaluate(config, tmp_path)
+  # The first step's compiling is said before it starts (it takes a minute on a CPU), and after.
+  said = [r.getMessage() for r in caplog.records]
+  assert any(m.startswith('step 1 of 3: compiling the training step first') for m in said), said
+  assert any(m.startswith('compiled the training step in ') for m in said), said
   logged = {}
   for path in tmp_path.glob('events.out.tfevents.*'):
     for event in event_file_loader.EventFileLoader(str(path)).Load():
