@@ -57,6 +57,10 @@ flags.DEFINE_enum('dtype', None, ['float32', 'bfloat16'],
 flags.DEFINE_enum('runtime', None, ['jax', 'onnxruntime', 'openvino'],
                   'Run the network in JAX, or in a CPU inference runtime from an ONNX file made '
                   'once and cached (docs/export.md).')
+# The official test.py's names (--input_dir is the same).
+flags.DEFINE_alias('weights', 'checkpoint')
+flags.DEFINE_alias('flip_test', 'ensemble')
+flags.DEFINE_alias('result_dir', 'output_dir')
 config_lib.define_compilation_cache_flag()
 FLAGS = flags.FLAGS
 _SHORTHANDS = ('checkpoint', 'reds_root', 'subset', 'protocol', 'input_dir', 'target_dir', 'tlsc',

@@ -52,8 +52,9 @@ def parser(prog: str, description: str, epilog: str | None = None) -> argparse.A
 def add_model_args(p: argparse.ArgumentParser, *, default_demo: bool = True) -> None:
   """``--checkpoint`` and ``--config``: the model to load."""
   default = ' (default: the demo model that ships with jdsr)' if default_demo else ''
-  p.add_argument('--checkpoint', default=None, required=not default_demo,
-                 help='official .pth, jdsr checkpoint directory or training workdir' + default)
+  p.add_argument('--checkpoint', '--weights', default=None, required=not default_demo,
+                 help='official .pth, jdsr checkpoint directory or training workdir' + default
+                      + " (--weights, as the official test.py names it)")
   p.add_argument('--config', default=None, metavar='NAME_OR_FILE',
                  help="a .pth's architecture: " + ', '.join(_model_names()) + ", or a config "
                       "file (configs/*.py) whose `model` is it (default: 'paper'; a jdsr "

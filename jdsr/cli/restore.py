@@ -35,18 +35,30 @@ def parse_args(argv: list[str] | None = None):
   p = common.parser(PROG, 'Deblur and upscale x4 images and videos (Shoyan 2021).',
                     epilog='Example: jdsr-restore photo.jpg -o photo_x4.png; '
                            'jdsr-restore photos/ -o out/')
-  p.add_argument('inputs', nargs='+', type=pathlib.Path,
+  p.add_argument('inputs', nargs='*', type=pathlib.Path,
                  help='image or video files, or folders of them')
+  p.add_argument('-i', '--input', action='append', default=[], type=pathlib.Path,
+                 dest='more_inputs', metavar='INPUT',
+                 help='an input as -i names it (Real-ESRGAN), besides the others; repeatable')
   p.add_argument('-o', '--output', required=True, type=pathlib.Path,
                  help='output folder; or, for one input file, the output file')
+  p.add_argument('-s', '--outscale', type=float, default=None,
+                 help="the images' final scale: the x4 output resized (Lanczos) to this "
+                      'multiple of the input, as Real-ESRGAN does (default: 4, not resized)')
+  p.add_argument('--suffix', default='',
+                 help='in an output folder, NAME_SUFFIX.png instead of NAME.png (default: none)')
+  p.add_argument('--ext', default='png', choices=('auto', 'png', 'jpg', 'jpeg', 'tif', 'tiff'),
+                 help="the images' format in an output folder; auto: the input's where it is "
+                      'one of these, else png (default: %(default)s)')
   common.add_model_args(p)
-  p.add_argument('--tile', type=int, default=None,
+  p.add_argument('-t', '--tile', type=int, default=None,
                  help='input tile size for large images, a multiple of 8 (0: never tile; '
                       'default: 256-pixel tiles for images larger than that)')
   p.add_argument('--notlsc', action='store_true',
                  help="plain global pooling instead of TLSC (the paper's Model-3)")
-  p.add_argument('--ensemble', action='store_true',
-                 help='average the x8 self-ensemble (8 times slower)')
+  p.add_argument('--ensemble', '--flip_test', action='store_true',
+                 help='average the x8 self-ensemble (8 times slower; --flip_test, as the '
+                      "official test.py names it)")
   p.add_argument('--runtime', choices=('jax', 'onnxruntime', 'openvino'), default='jax',
                  help='run the network in JAX, or in a CPU inference runtime from an ONNX file '
                       "made once and cached (openvino is the fastest on CPUs; pip install "
@@ -116,6 +128,9 @@ class _Bars:
 def _main(argv: list[str] | None) -> int:
   args = parse_args(argv)
   common.quiet(args.verbose)
+  args.inputs += args.more_inputs
+  if not args.inputs:
+    raise common.Failure('name the images, videos or folders to restore (or -i INPUT)', code=2)
 
   from jdsr import config as config_lib  # after parsing: --help stays fast
   from jdsr.inference import restore, video
@@ -136,7 +151,8 @@ def _main(argv: list[str] | None) -> int:
     return 1
   single = len(args.inputs) == 1 and len(inputs) == 1 and not inputs[0].in_folder
   try:
-    jobs, refused = outputs.plan(inputs, args.output, single=single, overwrite=args.overwrite)
+    jobs, refused = outputs.plan(inputs, args.output, single=single, overwrite=args.overwrite,
+                                 suffix=args.suffix, ext=args.ext)
   except ValueError as e:
     raise common.Failure(str(e), code=2) from None
   for item in inputs:
@@ -149,12 +165,15 @@ def _main(argv: list[str] | None) -> int:
     return 1
   if (problem := _unwritable(jobs)) is not None:
     raise common.Failure(problem)
+  if args.outscale not in (None, 4) and any(job.video for job in jobs):
+    raise common.Failure('--outscale is for images: videos are written x4', code=2)
 
   config_lib.use_compilation_cache()  # as eval.py: the next run does not compile again
   try:
     options = restore.Options(tlsc=None if args.notlsc else layers.TLSC(),
                               ensemble=args.ensemble, tile=args.tile, dtype=args.dtype,
                               runtime=args.runtime, cache_dir=args.cache_dir,
+                              **({} if args.outscale is None else {'outscale': args.outscale}),
                               **({} if args.max_output_megapixels is None else
                                  {'max_output_megapixels': args.max_output_megapixels}))
   except ValueError as e:

@@ -71,6 +71,8 @@ class Options:
   (OpenVINO: bfloat16 where the CPU has it). ``runtime``: 'jax', 'onnxruntime'
   or 'openvino' (``jdsr.inference.runtimes``); ``cache_dir``: where the
   runtimes' ONNX files are cached (None: ``runtimes.default_cache_dir()``).
+  ``outscale``: the output files' scale of the input, the ×4 image resized
+  (Lanczos) to it where it is not 4 (Real-ESRGAN's ``--outscale``); images only.
   """
   tlsc: layers.TLSC | None = layers.TLSC()
   ensemble: bool = False
@@ -80,8 +82,11 @@ class Options:
   dtype: str | None = None
   runtime: str = 'jax'
   cache_dir: str | None = None
+  outscale: float = float(SCALE)
 
   def __post_init__(self):
+    if not (isinstance(self.outscale, (int, float)) and 0 < self.outscale <= 16):
+      raise ValueError(f'outscale must be above 0 and at most 16, got {self.outscale!r}')
     if self.runtime not in runtimes.RUNTIMES:
       raise ValueError(f'runtime must be one of {runtimes.RUNTIMES}, got {self.runtime!r}')
     limit = self.max_output_megapixels
@@ -200,7 +205,13 @@ def restore_file(model: JDSR | runtimes.Engine, source: str | os.PathLike,
   image = imagefile.read_image(source, check_size=options.check_size)
   sr = restore(model, image.rgb, options, progress)
   alpha = None if image.alpha is None else pixels.upscale(image.alpha, SCALE)
-  imagefile.write_image(target, sr, alpha, bits=image.bits, gray=image.gray)
+  written = sr
+  if options.outscale != SCALE:
+    h, w = image.rgb.shape[:2]
+    size = (max(int(h * options.outscale), 1), max(int(w * options.outscale), 1))
+    written = np.clip(pixels.resize_bicubic(sr, size, 'lanczos'), 0, 1)
+    alpha = None if alpha is None else np.clip(pixels.resize_bicubic(alpha, size, 'lanczos'), 0, 1)
+  imagefile.write_image(target, written, alpha, bits=image.bits, gray=image.gray)
   return image, sr
 
 

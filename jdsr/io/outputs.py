@@ -100,19 +100,27 @@ def skip_reason(item: Input) -> str:
 
 
 
-def plan(inputs: list[Input], output: pathlib.Path, *, single: bool, overwrite: bool = False
-         ) -> tuple[list[Job], list[str]]:
+def plan(inputs: list[Input], output: pathlib.Path, *, single: bool, overwrite: bool = False,
+         suffix: str = '', ext: str = 'png') -> tuple[list[Job], list[str]]:
   """Each image or video input → its output under ``output``, and a one-line error per refusal.
 
   ``single`` (the user named one file): ``output`` may name the output file,
   whose extension must suit the input (an image format, or a video one).
   Otherwise ``output`` is a folder: ``NAME.png`` for images, ``NAME.EXT`` for
   videos (EXT the input's); an ``output`` that looks like a file is then a
-  ValueError. Inputs of other types (``'other'``) get no job (see ``skip_reason``).
+  ValueError. In a folder, ``suffix`` is added to each name (``NAME_SUFFIX.png``)
+  and ``ext`` is the images' format: an extension of ``WRITE_SUFFIXES`` without
+  its dot, or ``'auto'`` for the input's own where it is written (PNG otherwise). Inputs of other types (``'other'``) get no job (see ``skip_reason``).
   An output folder that is a folder of inputs is a ValueError (its outputs would
   be read as inputs by the next run); an existing file at an output is refused
   unless ``overwrite``.
   """
+  if ext != 'auto' and f'.{ext}' not in WRITE_SUFFIXES:
+    raise ValueError(f'--ext {ext}: not an image format written here (one of auto, '
+                     f'{", ".join(s[1:] for s in WRITE_SUFFIXES)})')
+  if os.sep in suffix or (os.altsep and os.altsep in suffix):
+    raise ValueError(f'--suffix {suffix}: a name part, not a path')
+  tail = f'_{suffix}' if suffix else ''
   suffix = output.suffix.lower()
   names_a_file = single and not output.is_dir() and suffix != ''
   if not single and not output.is_dir() and suffix in WRITE_SUFFIXES + VIDEO_SUFFIXES:
@@ -135,7 +143,11 @@ def plan(inputs: list[Input], output: pathlib.Path, *, single: bool, overwrite: 
         continue
       target = output
     else:
-      target = output / (item.name + (item.path.suffix.lower() if is_video else '.png'))
+      own = item.path.suffix.lower()
+      image_ext = f'.{ext}'
+      if ext == 'auto':
+        image_ext = own if own in WRITE_SUFFIXES else '.png'
+      target = output / (item.name + tail + (own if is_video else image_ext))
     if target.resolve() in protected:
       errors.append(f'{target}: refusing to write over an input; choose another output')
     elif not overwrite and (target.exists() or target.is_symlink()):

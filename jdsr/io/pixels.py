@@ -50,8 +50,12 @@ def quantize(image: np.ndarray, bits: int = 8) -> np.ndarray:
   return np.rint(scaled).astype(target)
 
 
-def resize_bicubic(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_bicubic(image: np.ndarray, size: tuple[int, int],
+                   resample: str = 'bicubic') -> np.ndarray:
   """An H×W or H×W×C float image resized to ``size`` = (height, width), float32, not clipped.
+
+  ``resample='lanczos'`` takes Pillow's Lanczos filter instead (``--outscale``
+  resizes the ×4 output with it, as Real-ESRGAN does).
 
   Each channel goes through Pillow's ``resize(..., BICUBIC)`` as a float32 mode 'F'
   image: bicubic (a = -0.5) interpolation, antialiased when downscaling (like MATLAB's
@@ -65,10 +69,11 @@ def resize_bicubic(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   height, width = (int(n) for n in size)
   if height < 1 or width < 1:
     raise ValueError(f'size must be a positive (height, width), got {size}')
+  method = {'bicubic': Image.Resampling.BICUBIC, 'lanczos': Image.Resampling.LANCZOS}[resample]
   if image.ndim == 2:
-    return _resize_channel(image, width, height)
-  return np.stack([_resize_channel(image[..., c], width, height) for c in range(image.shape[2])],
-                  axis=-1)
+    return _resize_channel(image, width, height, method)
+  return np.stack([_resize_channel(image[..., c], width, height, method)
+                   for c in range(image.shape[2])], axis=-1)
 
 
 def upscale(image: np.ndarray, scale: int = 4) -> np.ndarray:
@@ -82,7 +87,7 @@ def upscale(image: np.ndarray, scale: int = 4) -> np.ndarray:
   return np.clip(resize_bicubic(image, (scale * h, scale * w)), 0, 1)
 
 
-def _resize_channel(channel: np.ndarray, width: int, height: int) -> np.ndarray:
-  resized = Image.fromarray(np.ascontiguousarray(channel, np.float32)).resize(
-      (width, height), Image.Resampling.BICUBIC)
+def _resize_channel(channel: np.ndarray, width: int, height: int, method) -> np.ndarray:
+  resized = Image.fromarray(np.ascontiguousarray(channel, np.float32)).resize((width, height),
+                                                                              method)
   return np.array(resized, np.float32)  # a writable copy

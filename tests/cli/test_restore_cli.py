@@ -162,3 +162,38 @@ def test_the_bundled_demo_model_by_default(model, tmp_path, capsys):
   assert 'demo model that ships with jdsr' in err
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / 'out.png')),
                                 _expected(model, photo))
+
+
+def test_real_esrgan_and_test_py_names(model, tmp_path, capsys):
+  """-i, -s/--outscale, --suffix, --ext (Real-ESRGAN); --weights, --flip_test (the official test.py)."""
+  a, b = _photo(tmp_path / 'in' / 'a.jpg'), _photo(tmp_path / 'in' / 'b.png', seed=1)
+  code, out, err = _run(capsys, '-i', a, '-i', b, '-o', tmp_path / 'out', '-s', 2,
+                        '--suffix', 'out', '--ext', 'auto', '--weights', jdsr.DEMO_MODEL, '-q')
+  assert code == 0, err
+  assert sorted(p.name for p in (tmp_path / 'out').iterdir()) == ['a_out.jpg', 'b_out.png']
+  written = np.asarray(Image.open(tmp_path / 'out' / 'b_out.png'), np.float32) / 255
+  assert written.shape == (150, 224, 3)  # 2x the input, from the x4 image (Lanczos)
+  x4 = restore.restore(model, imagefile.read_image(b).rgb)
+  halved = np.clip(pixels.resize_bicubic(x4, (150, 224), 'lanczos'), 0, 1)
+  assert np.abs(written - halved).max() <= 0.5 / 255 + 1e-6
+  assert Image.open(tmp_path / 'out' / 'a_out.jpg').format == 'JPEG'
+  code, _, _ = _run(capsys, a, '-o', tmp_path / 'png', '--ext', 'png')
+  assert code == 0 and [p.name for p in (tmp_path / 'png').iterdir()] == ['a.png']
+
+  args = restore_cli.parse_args(['x.png', '-o', 'y.png', '--flip_test', '--weights', 'w.pth',
+                                 '-t', '64'])
+  assert args.ensemble and args.checkpoint == 'w.pth' and args.tile == 64
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['-o', 'out'], 'name the images, videos or folders to restore (or -i INPUT)'),
+    (['x.png', '-o', 'out', '-s', '0'], '--outscale must be above 0 and at most 16, got 0.0'),
+    (['x.png', '-o', 'out', '-s', 'nan'], '--outscale must be above 0 and at most 16, got nan'),
+    (['x.png', '-o', 'out', '--suffix', 'a/b'], '--suffix a/b: a name part, not a path'),
+])
+def test_bad_real_esrgan_options_are_one_line(tmp_path, monkeypatch, capsys, argv, message):
+  _photo(tmp_path / 'x.png')
+  monkeypatch.chdir(tmp_path)
+  code, _, err = _run(capsys, *argv)
+  assert code == 2 and err.strip().splitlines()[-1] == f'jdsr-restore: error: {message}', err
+  assert not (tmp_path / 'out').exists()
