@@ -207,10 +207,11 @@ def test_a_runtime_that_is_not_installed_is_one_line(model, tmp_path, monkeypatc
   from jdsr.inference import runtimes
 
   def missing(*args, **kwargs):
-    raise runtimes.RuntimeMissing("openvino is not installed: pip install '.[openvino]' in jdsr's folder")
+    raise runtimes.RuntimeMissing("openvino is not installed: pip install '.[openvino]' in "
+                                  "jdsr's folder")
   monkeypatch.setattr(runtimes, 'engine', missing)
   workspace = jobs.Workspace(tmp_path)
-  with pytest.raises(jobs.Refused, match=r"^openvino is not installed: pip install 'jdsr\[openvino\]'$"):
+  with pytest.raises(jobs.Refused, match=r"^openvino is not installed: pip install '\.\[openvino\]' in jdsr's folder$"):
     jobs.Restorer(model, restore.Options(runtime='openvino', tlsc=layers.TLSC()), workspace)
   workspace.close()
 
