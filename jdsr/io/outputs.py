@@ -110,7 +110,8 @@ def plan(inputs: list[Input], output: pathlib.Path, *, single: bool, overwrite: 
   videos (EXT the input's); an ``output`` that looks like a file is then a
   ValueError. In a folder, ``suffix`` is added to each name (``NAME_SUFFIX.png``)
   and ``ext`` is the images' format: an extension of ``WRITE_SUFFIXES`` without
-  its dot, or ``'auto'`` for the input's own where it is written (PNG otherwise). Inputs of other types (``'other'``) get no job (see ``skip_reason``).
+  its dot, or ``'auto'`` for the input's own where it is written (PNG otherwise).
+  Inputs of other types (``'other'``) get no job (see ``skip_reason``).
   An output folder that is a folder of inputs is a ValueError (its outputs would
   be read as inputs by the next run); an existing file at an output is refused
   unless ``overwrite``.
