@@ -21,12 +21,13 @@ from tests.helpers import ROOT  # noqa: E402
 MARKER = re.compile(r'#.*\b(needs|benchmark|a server)\b')
 EXPORT_COMMAND = 'jdsr-export --out exported'
 ONNX_EXPORT_COMMAND = 'jdsr-export --out exported_onnx --formats onnx'
+FRESH_CLONE_TEST = 'tests/e2e/test_readme.py::test_a_fresh_clone_runs_the_readme_commands_in_order'
 ELSEWHERE = {
     'bash scripts/test.sh': 'CI (.ci/run)',
     'bash scripts/test.sh --fast': 'CI runs the whole suite, of which this is a part',
-    'bash scripts/demo.sh': 'tests/e2e/test_readme.py::test_demo_sh',
+    'bash scripts/demo.sh': FRESH_CLONE_TEST,
     'bash benchmarks/gpu_check.sh --rehearse': '.ci/run',
-    'python eval.py': 'tests/e2e/test_readme.py::test_demo_sh (scripts/demo.sh runs it)',
+    'python eval.py': f'{FRESH_CLONE_TEST} (scripts/demo.sh runs it)',
     EXPORT_COMMAND: 'tests/checkpoints/test_export.py',
     ONNX_EXPORT_COMMAND: 'tests/inference/test_runtimes.py',
 }

@@ -7,6 +7,9 @@ tests and which are documented only); tests/e2e/test_docs.py does the same for t
 from __future__ import annotations
 
 import json
+import os
+import pathlib
+import site
 import subprocess
 import sys
 
@@ -44,11 +47,17 @@ def test_the_docs_show_the_commands_they_promise():
 
 @pytest.mark.slow
 def test_readme_usage_and_export_commands_run_as_written(repo_copy, tmp_path):
-  """Each command once: usage.md repeats three of README's (the same outputs, so run once)."""
+  """Each command once: usage.md repeats three of README's (the same outputs, so run once).
+
+  README's OpenVINO restore prints no warning of a fork (OpenVINO's telemetry forks when on).
+  """
   readme = docs.run_all('README.md', repo_copy, tmp_path)
-  assert len(readme) == 3, [c for c, _ in readme]
+  assert len(readme) == 4, [c for c, _ in readme]
   assert Image.open(repo_copy / 'chelsea_x4.png').size == (4 * 112, 4 * 75)
   assert len(list((repo_copy / 'restored_photos').glob('*.png'))) == 4
+  (fast,) = [out for command, out in readme if '--runtime openvino' in command]
+  assert len(list((repo_copy / 'restored_fast').glob('*.png'))) == 4
+  assert 'fork' not in fast, fast  # no process forked beside JAX's threads (OpenVINO's telemetry)
   with av.open(str(repo_copy / 'clip_x4.mp4')) as clip:
     assert sum(1 for _ in clip.decode(video=0)) == 8 and clip.streams.video[0].width == 448
   assert any('compiling the model for' in out for _, out in readme)
@@ -74,6 +83,9 @@ def test_python_runs(repo_copy, doc):
   blocks = [text for text in docs.python_blocks(doc)
             if text not in docs.export_loaders() + docs.onnx_loaders()]
   assert blocks or doc == 'docs/export.md'
+  if doc == 'README.md':  # README's snippet runs in the core install, which has no PyTorch
+    blocks = ["import sys; sys.modules['torch'] = None  # import torch fails\n" + text
+              for text in blocks]
   for text in blocks:
     result = subprocess.run([sys.executable, '-c', text], cwd=repo_copy, capture_output=True,
                             text=True, timeout=900)
@@ -81,16 +93,48 @@ def test_python_runs(repo_copy, doc):
 
 
 @pytest.mark.slow
-def test_demo_sh():
-  """`bash scripts/demo.sh` where its .venv already exists (as in CI, after scripts/test.sh)."""
-  if not (docs.ROOT / '.venv' / 'bin' / 'python').exists():
-    pytest.skip('no .venv here: scripts/demo.sh would install everything (CI has one)')
-  result = subprocess.run(['bash', 'scripts/demo.sh'], cwd=docs.ROOT,
-                          capture_output=True, text=True, timeout=900)
-  assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Side-by-side figures:' in result.stdout
-  summary = json.loads((docs.ROOT / 'demo_output' / 'summary.json').read_text())
+def test_a_fresh_clone_runs_the_readme_commands_in_order(tmp_path):
+  """README's first commands as a new user runs them, in a copy of the repository with what a
+  clone has: `bash scripts/demo.sh`, `bash scripts/test.sh` (collecting the tests: CI runs
+  them), then, after `source .venv/bin/activate` as README says, `jdsr-restore --help` and its
+  first restore command.
+
+  The copy's `.venv` is made first, with this test environment's packages (a .pth file), and
+  pip reaches no index: demo.sh and test.sh install what the test environment lacks, jdsr itself
+  (editable), and fail if they need anything else.
+  """
+  clone = docs.repo_copy(tmp_path)
+  venv = clone / '.venv'
+  subprocess.run([sys.executable, '-m', 'venv', '--without-pip', str(venv)], check=True)
+  (site_packages,) = venv.glob('lib/python3*/site-packages')
+  (site_packages / 'test-environment.pth').write_text(
+      ''.join(f'{path}\n' for path in site.getsitepackages()))
+  path = os.pathsep.join(p for p in os.environ['PATH'].split(os.pathsep)
+                         if not (pathlib.Path(p) / 'jdsr-restore').exists())
+  env = dict(os.environ, PATH=path, PIP_NO_INDEX='1', PIP_NO_BUILD_ISOLATION='0',
+             PIP_DISABLE_PIP_VERSION_CHECK='1', PYTHON=sys.executable)
+
+  def run(command: str) -> str:
+    result = subprocess.run(['bash', '-c', command], cwd=clone, env=env, capture_output=True,
+                            text=True, timeout=900)
+    assert result.returncode == 0, f'{command}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}'
+    return result.stdout + result.stderr
+
+  readme = docs.commands('README.md')
+  assert readme[:2] == ['bash scripts/demo.sh', 'bash scripts/test.sh']
+  demo = run(readme[0])
+  assert 'Side-by-side figures:' in demo and 'source .venv/bin/activate' in demo
+  summary = json.loads((clone / 'demo_output' / 'summary.json').read_text())
   assert summary['restored'] == summary['scored'] == 4 and not summary['failed']
   assert summary['mean']['psnr'] > summary['mean']['bicubic_psnr']  # the demo beats bicubic
   assert summary['mean']['ssim'] > summary['mean']['bicubic_ssim']
-  assert len(list((docs.ROOT / 'demo_output' / 'figures').glob('*.png'))) == 4
+  assert len(list((clone / 'demo_output' / 'figures').glob('*.png'))) == 4
+  assert 'tests collected' in run(f'{readme[1]} --fast --collect-only')
+
+  assert 'source .venv/bin/activate' in (docs.ROOT / 'README.md').read_text()
+  activate = 'source .venv/bin/activate && '
+  assert run(activate + 'command -v jdsr-restore').strip() == str(venv / 'bin' / 'jdsr-restore')
+  assert '--outscale' in run(activate + 'jdsr-restore --help')
+  first = next(c for c in readme if c.startswith('jdsr-restore '))
+  run(activate + first)
+  assert Image.open(clone / 'chelsea_x4.png').size == (4 * 112, 4 * 75)
