@@ -6,7 +6,8 @@ with the official checkpoint's module names, so that an official state dict
 loads into it strictly (``Net().load_state_dict(sd, strict=True)``). It is the
 oracle of the gradient tests (``tests/nn/test_model.py``) and the baseline that
 ``benchmarks/pytorch_baseline.py`` times (its ``--check`` shows that it gives
-the reference outputs). NCHW, like PyTorch.
+the reference outputs). NCHW, like PyTorch. ``with_tlsc(net)`` is the official
+TLSC network (its ``local_arch``): every global pool replaced as it replaces them.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ class CALayer(nn.Module):
 
   def __init__(self, c, r):
     super().__init__()
+    self.avg_pool = nn.AdaptiveAvgPool2d(1)
     self.conv_du = nn.Sequential(conv(c, c // r, 1), nn.ReLU(), conv(c // r, c, 1), nn.Sigmoid())
 
   def forward(self, x):
-    return x * self.conv_du(F.adaptive_avg_pool2d(x, 1))
+    return x * self.conv_du(self.avg_pool(x))
 
 
 class CAB(nn.Module):
@@ -225,6 +227,46 @@ class Net(nn.Module):
       res = getattr(self, f'SRNet_reconstructor{g + 1}')(res)
     y = self.SRNet_upscale(F.leaky_relu(self.SRNet_HRconv(res + y), 0.1))
     return [self.tail(feat3), img2, torch.cat(img1, 2)], y
+
+
+class LocalAvgPool(nn.Module):
+  """TLSC's local mean in the official form: cumulative sums, replicate-padded.
+
+  The window is fixed by the first call, made at the training size: that feature size
+  × ``base_size // train_size``. Later calls clamp it to the feature; a window that
+  covers the whole feature is the global pool.
+  """
+
+  def __init__(self, base_size, train_size):
+    super().__init__()
+    self.base_size, self.train_size, self.kernel_size = base_size, train_size, None
+
+  def forward(self, x):
+    h, w = x.shape[2:]
+    if self.kernel_size is None:
+      self.kernel_size = [h * self.base_size[0] // self.train_size[0],
+                          w * self.base_size[1] // self.train_size[1]]
+    if self.kernel_size[0] >= h and self.kernel_size[1] >= w:
+      return F.adaptive_avg_pool2d(x, 1)
+    k1, k2 = min(h, self.kernel_size[0]), min(w, self.kernel_size[1])
+    s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    out = (s[:, :, k1:, k2:] + s[:, :, :-k1, :-k2] - s[:, :, :-k1, k2:]
+           - s[:, :, k1:, :-k2]) / (k1 * k2)
+    oh, ow = out.shape[2:]
+    return F.pad(out, ((w - ow) // 2, (w - ow + 1) // 2, (h - oh) // 2, (h - oh + 1) // 2),
+                 mode='replicate')
+
+
+def with_tlsc(net: Net, base_size=(96, 96), train_size=(64, 64)) -> Net:
+  """``net`` with each ``nn.AdaptiveAvgPool2d`` replaced by a ``LocalAvgPool``, whose windows
+  a forward pass at ``train_size`` fixes (as the official ``local_arch`` converts a model)."""
+  for module in list(net.modules()):
+    for name, child in module.named_children():
+      if isinstance(child, nn.AdaptiveAvgPool2d):
+        setattr(module, name, LocalAvgPool(base_size, train_size))
+  with torch.no_grad():
+    net(torch.zeros(1, 3, *train_size))
+  return net
 
 
 # -- the official losses (docs/network.md, "Losses"), for the benchmarks' training step ------

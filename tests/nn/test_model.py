@@ -178,6 +178,26 @@ def test_torch_network_is_the_official_network():
                              golden['sr'], rtol=0, atol=TOL, err_msg='sr')
 
 
+
+def test_torch_network_with_tlsc_is_the_official_tlsc_network():
+  """tests.torch_network.with_tlsc, the TLSC benchmarks' baseline, gives the TLSC goldens."""
+  torch = pytest.importorskip('torch')
+  from tests import torch_network
+
+  net = torch_network.Net().eval()
+  net.load_state_dict({k: torch.from_numpy(v) for k, v in reference.golden_state_dict().items()},
+                      strict=True)
+  net = torch_network.with_tlsc(net)
+  assert sum(isinstance(m, torch_network.LocalAvgPool) for m in net.modules()) > 100
+  golden = reference.load('golden_tlsc.npz')
+  with torch.no_grad():
+    images, sr = net(torch.from_numpy(golden['input']))
+  for name, got in zip(OUTPUTS, images):
+    np.testing.assert_allclose(got.numpy(), golden[name], rtol=0, atol=TOL, err_msg=name)
+  np.testing.assert_allclose(sr.numpy()[..., ::reference.SR_STRIDE, ::reference.SR_STRIDE],
+                             golden['sr'], rtol=0, atol=TOL, err_msg='sr')
+
+
 def _primitives(jaxpr) -> list:
   """The equations of a jaxpr and of its sub-jaxprs (scans, remat...), as (name, output shape)."""
   found = []
