@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import site
 import subprocess
 import sys
@@ -128,6 +129,12 @@ def test_a_fresh_clone_runs_the_readme_commands_in_order(tmp_path):
   assert summary['restored'] == summary['scored'] == 4 and not summary['failed']
   assert summary['mean']['psnr'] > summary['mean']['bicubic_psnr']  # the demo beats bicubic
   assert summary['mean']['ssim'] > summary['mean']['bicubic_ssim']
+  m = summary['mean']
+  row = (f"| {m['psnr']:.2f} dB / {m['ssim']:.3f} | {m['bicubic_psnr']:.2f} dB / "
+         f"{m['bicubic_ssim']:.3f} | ")  # README's table: what the demo prints
+  readme_text = (docs.ROOT / 'README.md').read_text()
+  (gain,) = re.findall(re.escape(row) + r'([+-][0-9.]+) dB \|', readme_text)
+  assert abs(float(gain) - (m['psnr'] - m['bicubic_psnr'])) <= 0.0051  # rounded to 0.01 dB
   assert len(list((clone / 'demo_output' / 'figures').glob('*.png'))) == 4
   assert 'tests collected' in run(f'{readme[1]} --fast --collect-only')
 
