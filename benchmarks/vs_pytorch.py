@@ -72,7 +72,7 @@ def _timed(step, sync, runs: int) -> tuple[float, float]:
   return first, statistics.median(times)
 
 
-def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
+def ours(what: str, dtype: str, runs: int, small: bool, tlsc: bool = False) -> dict:
   import jax
   import numpy as np
   from flax import nnx
@@ -94,7 +94,7 @@ def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
   if what == 'forward':
     x = jax.device_put(rng.random((1, 176, 320, 3), np.float32))
     out = []
-    step = lambda: out.append(jdsr.apply(model, x)[1])
+    step = lambda: out.append(jdsr.apply(model, x, tlsc=jdsr.TLSC() if tlsc else None)[1])
     sync = lambda: out.pop().block_until_ready()
   else:
     graphdef, params = nnx.split(model, nnx.Param)
@@ -122,13 +122,16 @@ def ours(what: str, dtype: str, runs: int, small: bool) -> dict:
           'name': f'jax {jax.__version__} ({device.device_kind})'}
 
 
-def pytorch(what: str, dtype: str, runs: int, small: bool, device: str) -> dict:
+def pytorch(what: str, dtype: str, runs: int, small: bool, device: str,
+            tlsc: bool = False) -> dict:
+  """``tlsc``: the official TLSC network (``tests.torch_network.with_tlsc``), forward only."""
   import torch
 
-  from tests.torch_network import Net, joint_loss
+  from tests.torch_network import Net, joint_loss, with_tlsc
 
   torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-  net = (Net(c=8, s=4, so=4, num_cab=2, sr=8, groups=2, blocks=2) if small else Net()).to(device)
+  net = Net(c=8, s=4, so=4, num_cab=2, sr=8, groups=2, blocks=2) if small else Net()
+  net = (with_tlsc(net) if tlsc else net).to(device)
   autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=dtype == 'bfloat16')
   if what == 'forward':
     net.eval()

@@ -44,7 +44,7 @@ OPSET = 17
 INPUT_NAME, OUTPUT_NAME = 'x', 'sr'
 # Bump when the graph changes for the same weights and options: cached files of
 # another version are rebuilt.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 METADATA_KEYS = ('jdsr_onnx_format', 'model_config', 'tlsc', 'input', 'output')
 INSTALL_HINT = errors.install_hint('onnx')
 
@@ -112,6 +112,7 @@ def to_onnx(model: JDSR, *, tlsc: layers.TLSC | None = layers.TLSC()) -> Any:
   finally:
     serde.setLevel(level)
   _fold_constant_transposes(proto)
+  _share_equal_initializers(proto)
   _name_dims(proto)
   for key, value in metadata(model, tlsc).items():
     entry = proto.metadata_props.add()
@@ -165,6 +166,37 @@ def _fold_constant_transposes(proto) -> None:
     keep.append(node)
   del graph.node[:]
   graph.node.extend(keep)
+
+
+def _share_equal_initializers(proto) -> None:
+  """Keeps one initializer of each value: the nodes that used the others use it.
+
+  The converter writes a constant anew at each use, and the network uses some
+  kernels more than once (stage 1's encoder runs on four quarters of the image,
+  stage 2's on two halves): shared, the file holds each weight once.
+  """
+  from onnx import numpy_helper
+
+  graph = proto.graph
+  first: dict[tuple, str] = {}
+  rename: dict[str, str] = {}
+  keep = []
+  for init in graph.initializer:
+    value = numpy_helper.to_array(init)
+    key = (value.dtype.str, value.shape, value.tobytes())
+    if key in first:
+      rename[init.name] = first[key]
+    else:
+      first[key] = init.name
+      keep.append(init)
+  if not rename:
+    return
+  del graph.initializer[:]
+  graph.initializer.extend(keep)
+  for node in graph.node:
+    for i, name in enumerate(node.input):
+      if name in rename:
+        node.input[i] = rename[name]
 
 
 def _name_dims(proto) -> None:

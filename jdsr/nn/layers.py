@@ -234,34 +234,34 @@ def _box_mean_symbolic(x: Array, window: tuple[int, int]) -> Array:
 
 
 def _box_mean_gathered(x: Array, window: tuple[int, int]) -> Array:
-  """``box_mean`` for shapes only known at run time, as cumulative sums and gathers.
+  """``box_mean`` for shapes only known at run time, as one matrix product per axis.
 
-  For ONNX graphs (``CumSum`` and ``Gather``): no slice or concatenation
-  along a symbolic axis. Per axis, with k = min(size, window) decided at run
-  time, output i is the sum of the k values from
+  For ONNX graphs (``MatMul``, which every runtime runs on its fastest kernels):
+  no slice or concatenation along a symbolic axis. Per axis, with k = min(size,
+  window) decided at run time, output i is the sum of the k values from
   clip(i - (window - 1) // 2, 0, max(size - window, 0)), divided by k: the
-  valid box filter, replicate-padded back as ``box_mean`` does.
+  valid box filter, replicate-padded back as ``box_mean`` does. The sums are a
+  product with a 0/1 band matrix (size × size), built once per feature size.
   """
   for axis, k in zip(layout.spatial_axes(), window):
     n = x.shape[axis]
-    last, first, has_first, scale = layout.shared(
-        ('box_mean', str(n), k, axis), lambda: _box_indices(n, k, axis, x.ndim))
-    sums = jnp.cumsum(x, axis=axis)  # sums[j]: x[0] + ... + x[j]
-    before = jnp.where(has_first, jnp.take(sums, first, axis=axis), 0)
-    x = (jnp.take(sums, last, axis=axis) - before) * scale
+    rows = axis == x.ndim - 2  # (…, H, W): H is the rows of each matrix, W its columns
+    band, scale = layout.shared(('box_mean', str(n), k, axis), lambda: _band(n, k, rows))
+    x = (jnp.matmul(band, x) if rows else jnp.matmul(x, band)) * scale
   return x
 
 
-def _box_indices(n, k: int, axis: int, ndim: int) -> tuple[Array, Array, Array, Array]:
-  """For ``_box_mean_gathered``: the last and the one-before-first index of each window, whether
-  that one exists (broadcastable along ``axis``), and 1 / k."""
+def _band(n, k: int, rows: bool) -> tuple[Array, Array]:
+  """For ``_box_mean_gathered``: the band matrix, 1 where input j is in output i's window
+  (else 0), at [i, j] for ``rows`` (it multiplies from the left) and at [j, i] otherwise;
+  and 1 / k."""
   size = jnp.asarray(n, jnp.int32)
   k_run = jnp.minimum(size, k)
-  start = jnp.clip(jax.lax.iota(jnp.int32, n) - (k - 1) // 2, 0, jnp.maximum(size - k, 0))
-  shape = [1] * ndim
-  shape[axis] = -1
-  return (start + k_run - 1, jnp.maximum(start - 1, 0), (start > 0).reshape(shape),
-          1.0 / k_run.astype(jnp.float32))
+  i = jax.lax.iota(jnp.int32, n)
+  start = jnp.clip(i - (k - 1) // 2, 0, jnp.maximum(size - k, 0))
+  start, j = (start[:, None], i[None, :]) if rows else (start[None, :], i[:, None])
+  band = (j >= start) & (j < start + k_run)
+  return band.astype(jnp.float32), 1.0 / k_run.astype(jnp.float32)
 
 
 @dataclasses.dataclass(frozen=True)

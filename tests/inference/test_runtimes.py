@@ -15,8 +15,10 @@ import pathlib
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 import jdsr
 from jdsr.checkpoints import onnx as onnx_lib
@@ -69,6 +71,13 @@ def test_the_graph_is_nchw_flat_and_dynamic(onnx_files):
   # shuffle), no loops: what lets the runtimes fuse and choose their layouts.
   assert ops.count('Conv') == 294 and ops.count('Transpose') == 1
   assert not {'Loop', 'Scan', 'If'} & set(ops)
+  assert 'CumSum' not in ops  # TLSC's local means are products with band matrices (MatMul)
+  # Each weight once, though stages 1 and 2 run their encoders on quarters and halves.
+  from onnx import numpy_helper
+  stored = sum(numpy_helper.to_array(t).nbytes for t in proto.graph.initializer)
+  demo_params = nnx.state(jdsr.load(jdsr.DEMO_MODEL), nnx.Param)
+  params = sum(np.asarray(p).nbytes for p in jax.tree.leaves(demo_params))
+  assert 0.98 * params <= stored <= 1.02 * params, (stored, params)
   meta = {p.key: p.value for p in proto.metadata_props}
   assert json.loads(meta['tlsc']) == {'base_size': [96, 96], 'train_size': [64, 64]}
   assert json.loads(meta['model_config']) == onnx_lib.architecture(jdsr.load(jdsr.DEMO_MODEL))
