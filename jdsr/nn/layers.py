@@ -174,12 +174,12 @@ def box_mean(x: Array, window: tuple[int, int]) -> Array:
   of ``x`` (left/top get (size - out) // 2). ``window`` is clamped to ``x``.
   When the window covers the whole feature it is the global mean. Symbolic H
   and W take ``_box_mean_symbolic`` (``jax.export``) or, inside
-  ``layout.channels_first()``, ``_box_mean_gathered`` (ONNX): the same means
+  ``layout.channels_first()``, ``_box_mean_banded`` (ONNX): the same means
   to float rounding.
   """
   h, w = layout.spatial_shape(x)
   if not (isinstance(h, int) and isinstance(w, int)):
-    symbolic = _box_mean_gathered if layout.is_channels_first() else _box_mean_symbolic
+    symbolic = _box_mean_banded if layout.is_channels_first() else _box_mean_symbolic
     return symbolic(x, window)
   if window[0] >= h and window[1] >= w:
     return global_pool(x)
@@ -233,7 +233,7 @@ def _box_mean_symbolic(x: Array, window: tuple[int, int]) -> Array:
   return x
 
 
-def _box_mean_gathered(x: Array, window: tuple[int, int]) -> Array:
+def _box_mean_banded(x: Array, window: tuple[int, int]) -> Array:
   """``box_mean`` for shapes only known at run time, as one matrix product per axis.
 
   For ONNX graphs (``MatMul``, which every runtime runs on its fastest kernels):
@@ -252,7 +252,7 @@ def _box_mean_gathered(x: Array, window: tuple[int, int]) -> Array:
 
 
 def _band(n, k: int, rows: bool) -> tuple[Array, Array]:
-  """For ``_box_mean_gathered``: the band matrix, 1 where input j is in output i's window
+  """For ``_box_mean_banded``: the band matrix, 1 where input j is in output i's window
   (else 0), at [i, j] for ``rows`` (it multiplies from the left) and at [j, i] otherwise;
   and 1 / k."""
   size = jnp.asarray(n, jnp.int32)

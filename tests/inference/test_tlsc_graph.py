@@ -1,6 +1,6 @@
 """TLSC in the ONNX graph, at every kind of size: the runtimes compute what ``jdsr.apply`` does.
 
-The graph's local means (``layers._box_mean_gathered``: band-matrix products, their
+The graph's local means (``layers._box_mean_banded``: band-matrix products, their
 window clamped at run time) must give what the JAX program's static ones give, for
 each case the window meets. On a model smaller than the tiny one (one block of each
 kind: every kind of layer, and each program compiles in seconds), with TLSC's windows at each level
