@@ -7,6 +7,8 @@ kind: every kind of layer, and each program compiles in seconds), with TLSC's wi
 96 / 2^level: clamped to the feature where the input side is under 96, not where it
 is over; the whole feature (the global pool) at 96 and under. Its weights are not
 the initial ones and its PReLU slope is not 0.25, so a graph that lost either shows.
+The full tier adds the paper's model with the golden weights, against the official TLSC
+network's numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flax import nnx
 
 import jdsr
 from jdsr.inference import runtimes
+from tests import reference
 
 # (batch, H, W): tall and wide; H/8 or W/8 odd; clamped, not clamped, exactly the window.
 SIZES = [
@@ -74,3 +77,18 @@ def test_the_sweep_sees_the_weights_and_the_slope(model):
   x = np.random.default_rng(1).random((1, 40, 40, 3), np.float32)
   ours, theirs = (np.asarray(jdsr.apply(m, x, tlsc=jdsr.TLSC())[1]) for m in (model, initial))
   assert np.abs(ours - theirs).max() > 1e-2
+
+
+@pytest.mark.slow
+def test_the_paper_models_tlsc_graph_is_the_official_tlsc_network(golden_model, onnx_cache):
+  """The paper's model with the golden weights, with TLSC, through its ONNX file: the official
+  TLSC network's output (tests/data/golden_tlsc.npz), and jdsr.apply's to 2e-5."""
+  golden = reference.load('golden_tlsc.npz')
+  path = runtimes.cached_onnx(golden_model, jdsr.TLSC(), onnx_cache)
+  expected = np.asarray(jdsr.apply(golden_model, reference.nchw_to_nhwc(golden['input']),
+                                   tlsc=jdsr.TLSC())[1]).transpose(0, 3, 1, 2)
+  for runtime in ('onnxruntime', 'openvino'):
+    got = runtimes.load(path, runtime, 'float32')(golden['input'])
+    np.testing.assert_allclose(got, expected, atol=2e-5, rtol=0, err_msg=runtime)
+    np.testing.assert_allclose(got[..., ::reference.SR_STRIDE, ::reference.SR_STRIDE],
+                               golden['sr'], atol=1e-4, rtol=0, err_msg=runtime)

@@ -179,6 +179,7 @@ def test_torch_network_is_the_official_network():
 
 
 
+@pytest.mark.slow  # the paper's network twice in PyTorch (the windows, then the goldens): 27 s
 def test_torch_network_with_tlsc_is_the_official_tlsc_network():
   """tests.torch_network.with_tlsc, the TLSC benchmarks' baseline, gives the TLSC goldens."""
   torch = pytest.importorskip('torch')
