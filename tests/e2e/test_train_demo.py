@@ -1,13 +1,15 @@
 """scripts/train_demo.sh: the three demo phases and the conversion, with the user's flags on each.
 
 The script runs with a stand-in ``PYTHON`` that records its arguments (training the demo model
-takes hours); that configs/demo.py's data works on samples/sharp is
-tests/pipeline/test_sources.py's, and training itself tests/train's.
+takes hours); its first command then runs for real on samples/sharp, two steps long.
 """
 
 from __future__ import annotations
 
 import subprocess
+import sys
+
+import pytest
 
 from tests.helpers import ROOT
 
@@ -52,3 +54,20 @@ def test_no_photos_is_a_usage_error(tmp_path):
   result, calls = _run(tmp_path)
   assert result.returncode == 2 and result.stderr.startswith('usage: bash scripts/train_demo.sh')
   assert calls == []
+
+
+@pytest.mark.slow
+def test_train_demo_sh_first_command_trains_on_samples_sharp(tmp_path):
+  """Phase 1 of train_demo.sh as it calls it on samples/sharp (chelsea.png is smaller than
+  configs/demo.py's validation crop), shortened: it trains, validates and checkpoints."""
+  workdir = tmp_path / 'phase1'
+  result = subprocess.run(
+      [sys.executable, 'train.py', '--config', 'configs/demo.py:deblur', '--workdir', str(workdir),
+       '--config.data.photos_dir=samples/sharp', '--config.data.val_photos_dir=samples/sharp',
+       '--config.num_train_steps=2', '--config.batch_size=2', '--config.eval_every=2',
+       '--config.checkpoint_every=2'], cwd=ROOT, capture_output=True, text=True, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'every validation crop is 96x72' in result.stderr
+  assert 'compiling the training step first' in result.stderr
+  assert (workdir / 'best' / '2' / 'params').is_dir()  # validated: the best step is kept
+  assert (workdir / 'checkpoints').is_dir()
