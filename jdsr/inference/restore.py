@@ -209,8 +209,8 @@ def restore_file(model: JDSR | runtimes.Engine, source: str | os.PathLike,
   if options.outscale != SCALE:
     h, w = image.rgb.shape[:2]
     size = (max(int(h * options.outscale), 1), max(int(w * options.outscale), 1))
-    written = np.clip(pixels.resize_bicubic(sr, size, 'lanczos'), 0, 1)
-    alpha = None if alpha is None else np.clip(pixels.resize_bicubic(alpha, size, 'lanczos'), 0, 1)
+    written = np.clip(pixels.resize_lanczos(sr, size), 0, 1)
+    alpha = None if alpha is None else np.clip(pixels.resize_lanczos(alpha, size), 0, 1)
   imagefile.write_image(target, written, alpha, bits=image.bits, gray=image.gray)
   return image, sr
 

@@ -50,26 +50,31 @@ def quantize(image: np.ndarray, bits: int = 8) -> np.ndarray:
   return np.rint(scaled).astype(target)
 
 
-def resize_bicubic(image: np.ndarray, size: tuple[int, int],
-                   resample: str = 'bicubic') -> np.ndarray:
+def resize_bicubic(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
   """An H×W or H×W×C float image resized to ``size`` = (height, width), float32, not clipped.
-
-  ``resample='lanczos'`` takes Pillow's Lanczos filter instead (``--outscale``
-  resizes the ×4 output with it, as Real-ESRGAN does).
 
   Each channel goes through Pillow's ``resize(..., BICUBIC)`` as a float32 mode 'F'
   image: bicubic (a = -0.5) interpolation, antialiased when downscaling (like MATLAB's
   ``imresize``), without 8-bit rounding. Bicubic overshoots at edges: clip if needed.
   """
+  return _resize(image, size, Image.Resampling.BICUBIC, 'resize_bicubic')
+
+
+def resize_lanczos(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+  """As ``resize_bicubic``, with Pillow's Lanczos filter: how ``--outscale`` resizes the ×4
+  output, as Real-ESRGAN does. Lanczos overshoots at edges too: clip if needed."""
+  return _resize(image, size, Image.Resampling.LANCZOS, 'resize_lanczos')
+
+
+def _resize(image: np.ndarray, size: tuple[int, int], method, name: str) -> np.ndarray:
   image = np.asarray(image)
   if not np.issubdtype(image.dtype, np.floating):
-    raise TypeError(f'resize_bicubic needs a float image, got {image.dtype} (see to_float)')
+    raise TypeError(f'{name} needs a float image, got {image.dtype} (see to_float)')
   if image.ndim not in (2, 3) or 0 in image.shape:
     raise ValueError(f'expected a non-empty H×W or H×W×C image, got shape {image.shape}')
   height, width = (int(n) for n in size)
   if height < 1 or width < 1:
     raise ValueError(f'size must be a positive (height, width), got {size}')
-  method = {'bicubic': Image.Resampling.BICUBIC, 'lanczos': Image.Resampling.LANCZOS}[resample]
   if image.ndim == 2:
     return _resize_channel(image, width, height, method)
   return np.stack([_resize_channel(image[..., c], width, height, method)
