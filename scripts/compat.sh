@@ -71,6 +71,10 @@ work=$(mktemp -d)
   --config.data.val_photos_dir=samples/sharp 2>"$work/train.log" | tail -1 \
   || { tail -20 "$work/train.log"; exit 1; }
 ls "$work/run"/events.out.tfevents.* >/dev/null
+phase "the demo (eval.py), as scripts/demo.sh runs it on the core install"
+"$P" eval.py --output_dir "$work/demo" >"$work/demo.log" 2>&1 || { tail -20 "$work/demo.log"; exit 1; }
+"$P" -c "import json, sys; s = json.load(open(sys.argv[1])); assert s['scored'] == 4 and not s['failed'], s" \
+  "$work/demo/summary.json"
 phase "jdsr-restore on a photo"
 "$VENV/bin/jdsr-restore" samples/blurry/chelsea.png -o "$work/chelsea_x4.png"
 "$P" -c "from PIL import Image; import sys; s = Image.open(sys.argv[1]).size; assert s == (448, 300), s" "$work/chelsea_x4.png"
